@@ -1,0 +1,34 @@
+// The one definition of the addersr operator library.
+//
+// Schemas live here and nowhere else in C++; the backend kernels register
+// implementations with TORCH_LIBRARY_IMPL in csrc/cpu and csrc/cuda. The
+// Python side (addersr_plugin/ops) adds register_fake and register_autograd.
+// The schema strings are mirrored in addersr_plugin/ops/_schema.py for the
+// pure-PyTorch fallback; tests/test_ops_registration.py asserts they agree.
+#include <Python.h>
+#include <torch/library.h>
+
+// An importable, empty Python module: loading it runs the static
+// TORCH_LIBRARY initialisers below.
+extern "C" {
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "addersr native kernels", -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(addersr, m) {
+  // weight_grad / input_grad are carried by the forward so that the autograd
+  // formula (registered in Python) can see them; the forward ignores them.
+  m.def(
+      "adder_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, str weight_grad, "
+      "str input_grad) -> Tensor");
+  m.def(
+      "adder_conv2d_grad_input(Tensor grad_output, Tensor input, Tensor weight, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode) -> Tensor");
+  m.def(
+      "adder_conv2d_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode) -> Tensor");
+}

@@ -1,0 +1,216 @@
+"""``adder_conv2d``: the typed, checked Python entry point of ``addersr::adder_conv2d``.
+
+The operator itself is defined in C++ (``csrc/adder_conv2d.cpp``) or, without the
+extension, by ``_extension``. Here we add what PyTorch needs around a custom op
+(fake/meta kernels for ``torch.compile`` and the meta device, the autograd formula)
+and the user-facing argument checks, in the style of ``torchvision.ops``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from . import _extension  # noqa: F401  (defines or loads the operators)
+from . import reference
+from ._schema import INPUT_GRAD_MODES, WEIGHT_GRAD_MODES
+
+IntPair = Union[int, Sequence[int]]
+_ops = torch.ops.addersr
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# --------------------------------------------------------------------------- checks
+
+def _pair(name: str, value: IntPair) -> Tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f"adder_conv2d: {name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise TypeError(f"adder_conv2d: {name} must be an int or a pair of ints, got {value!r}") from None
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise TypeError(f"adder_conv2d: {name} must be an int or a pair of ints, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,
+               groups: int, weight_grad: str, input_grad: str):
+    """Validate the arguments; returns (stride, padding, dilation) as pairs.
+
+    Raises ``TypeError`` for wrong types/dtypes and ``ValueError`` for wrong shapes,
+    values, devices and modes, each message naming the argument.
+    """
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError("adder_conv2d: input and weight must be tensors")
+    stride, padding, dilation = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
+    if input.dim() != 4:
+        raise ValueError(f"adder_conv2d: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
+    if weight.dim() != 4:
+        raise ValueError(
+            f"adder_conv2d: weight must be 4-D (Cout, Cin/groups, kh, kw), got shape {tuple(weight.shape)}")
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"adder_conv2d: input must be a floating-point tensor, got dtype {input.dtype}")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"adder_conv2d: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
+    if weight.device != input.device:
+        raise ValueError(f"adder_conv2d: weight is on {weight.device} but input is on {input.device}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+        raise ValueError(f"adder_conv2d: groups must be a positive int, got {groups!r}")
+    if min(stride) <= 0:
+        raise ValueError(f"adder_conv2d: stride must be positive, got {stride}")
+    if min(dilation) <= 0:
+        raise ValueError(f"adder_conv2d: dilation must be positive, got {dilation}")
+    if min(padding) < 0:
+        raise ValueError(f"adder_conv2d: padding must be non-negative, got {padding}")
+    cin, cout = input.shape[1], weight.shape[0]
+    if cout % groups != 0:
+        raise ValueError(f"adder_conv2d: out channels {cout} are not divisible by groups={groups}")
+    if cin != weight.shape[1] * groups:
+        raise ValueError(
+            f"adder_conv2d: input has {cin} channels but weight expects {weight.shape[1]} per group "
+            f"× groups={groups} = {weight.shape[1] * groups}")
+    if min(weight.shape[2:]) <= 0:
+        raise ValueError(f"adder_conv2d: kernel size must be positive, got {tuple(weight.shape[2:])}")
+    ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(
+            f"adder_conv2d: output size would be {ho}x{wo} (input {tuple(input.shape[2:])}, kernel "
+            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}, dilation {dilation}); "
+            "it must be positive")
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError("adder_conv2d: bias must be a tensor or None")
+        if bias.shape != (cout,):
+            raise ValueError(f"adder_conv2d: bias must have shape ({cout},), got {tuple(bias.shape)}")
+        if bias.dtype != input.dtype:
+            raise TypeError(f"adder_conv2d: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
+        if bias.device != input.device:
+            raise ValueError(f"adder_conv2d: bias is on {bias.device} but input is on {input.device}")
+    if weight_grad not in WEIGHT_GRAD_MODES:
+        raise ValueError(f"adder_conv2d: unknown weight_grad {weight_grad!r}; expected one of {WEIGHT_GRAD_MODES}")
+    if input_grad not in INPUT_GRAD_MODES:
+        raise ValueError(f"adder_conv2d: unknown input_grad {input_grad!r}; expected one of {INPUT_GRAD_MODES}")
+    return stride, padding, dilation
+
+
+# --------------------------------------------------------------------------- public API
+
+def adder_conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    weight_grad: str = "full",
+    input_grad: str = "hardtanh",
+) -> Tensor:
+    """Adder convolution ``Y = -Σ|X - W| (+ bias)``, with ``F.conv2d``'s geometry.
+
+    Args:
+        input: (N, Cin, H, W) floating-point tensor, any memory layout.
+        weight: (Cout, Cin/groups, kh, kw), same dtype and device as ``input``.
+        bias: optional (Cout,) tensor added to the output.
+        stride, padding, dilation: int or (h, w) pair; zero padding.
+        groups: number of channel groups; Cin and Cout must be divisible by it.
+        weight_grad: ``"full"`` (AdderNet, ``Σ G·(X − W)``) or ``"sign"`` (exact, ``Σ G·sign(X − W)``).
+        input_grad: ``"hardtanh"`` (AdderNet, ``Σ G·clamp(W − X, −1, 1)``) or ``"sign"`` (exact).
+
+    Returns:
+        (N, Cout, Ho, Wo) contiguous tensor of ``input``'s dtype. fp16/bf16 accumulate in fp32.
+
+    With both grad modes ``"sign"`` the backward is the true gradient (away from ties).
+    No learning-rate scaling happens here; AdderNet's adaptive rate lives in the layer.
+    """
+    stride, padding, dilation = check_args(input, weight, bias, stride, padding, dilation, groups,
+                                           weight_grad, input_grad)
+    return _ops.adder_conv2d(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad)
+
+
+class _ReferenceFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad):
+        ctx.save_for_backward(input, weight)
+        ctx.conf = (stride, padding, dilation, groups, weight_grad, input_grad, bias is not None)
+        return reference.reference_forward(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, weight = ctx.saved_tensors
+        stride, padding, dilation, groups, weight_grad, input_grad, has_bias = ctx.conf
+        geom = (stride, padding, dilation, groups)
+        gi = reference.reference_grad_input(grad, input, weight, *geom, input_grad) if ctx.needs_input_grad[0] else None
+        gw = reference.reference_grad_weight(grad, input, weight, *geom, weight_grad) if ctx.needs_input_grad[1] else None
+        gb = grad.sum((0, 2, 3)) if has_bias and ctx.needs_input_grad[2] else None
+        return gi, gw, gb, None, None, None, None, None, None
+
+
+def adder_conv2d_reference(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    weight_grad: str = "full",
+    input_grad: str = "hardtanh",
+) -> Tensor:
+    """The pure-PyTorch reference of :func:`adder_conv2d`: same arguments, same results.
+
+    Unfold-based and chunked (bounded memory, slow). Differentiable with the same
+    ``weight_grad`` / ``input_grad`` modes, independent of the compiled kernels.
+    """
+    stride, padding, dilation = check_args(input, weight, bias, stride, padding, dilation, groups,
+                                           weight_grad, input_grad)
+    return _ReferenceFunction.apply(input, weight, bias, stride, padding, dilation, groups,
+                                    weight_grad, input_grad)
+
+
+# --------------------------------------------------------------------------- fake kernels
+
+@torch.library.register_fake("addersr::adder_conv2d")
+def _adder_conv2d_fake(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad):
+    torch._check(input.dim() == 4 and weight.dim() == 4, lambda: "adder_conv2d: input and weight must be 4-D")
+    ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+    return input.new_empty((input.shape[0], weight.shape[0], ho, wo))
+
+
+@torch.library.register_fake("addersr::adder_conv2d_grad_input")
+def _grad_input_fake(grad_output, input, weight, stride, padding, dilation, groups, mode):
+    return input.new_empty(input.shape)
+
+
+@torch.library.register_fake("addersr::adder_conv2d_grad_weight")
+def _grad_weight_fake(grad_output, input, weight, stride, padding, dilation, groups, mode):
+    return weight.new_empty(weight.shape)
+
+
+# --------------------------------------------------------------------------- autograd
+
+def _setup_context(ctx, inputs, output):
+    input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.conf = (stride, padding, dilation, groups, weight_grad, input_grad, bias is not None)
+
+
+def _backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    stride, padding, dilation, groups, weight_grad, input_grad, has_bias = ctx.conf
+    geom = (stride, padding, dilation, groups)
+    grad = grad.contiguous()
+    gi = _ops.adder_conv2d_grad_input(grad, input, weight, *geom, input_grad) if ctx.needs_input_grad[0] else None
+    gw = _ops.adder_conv2d_grad_weight(grad, input, weight, *geom, weight_grad) if ctx.needs_input_grad[1] else None
+    gb = grad.sum((0, 2, 3)) if has_bias and ctx.needs_input_grad[2] else None
+    return gi, gw, gb, None, None, None, None, None, None
+
+
+torch.library.register_autograd("addersr::adder_conv2d", _backward, setup_context=_setup_context)

@@ -1,0 +1,122 @@
+"""Pure-PyTorch reference of the adder convolution and its backward modes.
+
+This one implementation is the oracle of the tests, the fallback kernel when the
+compiled extension is missing, and the executable documentation of the semantics
+(``../shared/ADDERSR.md`` §1):
+
+    Y[n, co, p]  = -Σ_{ci,i,j} |X[n, ci, p+(i,j)] - W[co, ci, i, j]|   (+ bias[co])
+    dW  "full"   =  Σ_{n,p} G · (X - W)          "sign" = Σ G · sign(X - W)
+    dX "hardtanh"=  Σ_{co,taps} G · clamp(W - X, -1, 1)   "sign" = Σ G · sign(W - X)
+
+Zero padding: a padded tap holds X = 0, so it contributes ``|0 - W|`` to Y and
+``G · (0 - W)`` to the full weight gradient, but no gradient to X.
+
+It unfolds the input (``F.unfold``) one sample at a time and forms the
+``(Cout/groups, Cin/groups·kh·kw, pixels)`` difference tensor in pixel chunks,
+so its memory stays bounded by ``_CHUNK_ELEMENTS`` whatever the batch or image size.
+Half-precision inputs are computed in float32 and cast back (fp32 accumulation).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+
+Pair = Tuple[int, int]
+
+# Largest difference tensor (elements) formed at once: 4M floats = 16 MiB in fp32.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def output_size(in_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
+    """Spatial output size, the same formula as ``F.conv2d``."""
+    return tuple(  # type: ignore[return-value]
+        (in_hw[d] + 2 * padding[d] - dilation[d] * (kernel_hw[d] - 1) - 1) // stride[d] + 1
+        for d in range(2)
+    )
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _columns(x: torch.Tensor, weight_shape, stride, padding, dilation, groups) -> torch.Tensor:
+    """Unfold one batch slice to (n, groups, K, L) with K = Cin/groups·kh·kw."""
+    kh, kw = weight_shape[2], weight_shape[3]
+    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)
+    return cols.view(x.shape[0], groups, -1, cols.shape[-1])
+
+
+def _pixel_chunk(rows: int, k: int) -> int:
+    return max(1, _CHUNK_ELEMENTS // max(1, rows * k))
+
+
+def reference_forward(input, weight, bias, stride, padding, dilation, groups):
+    """Forward of the adder convolution; returns a contiguous NCHW tensor."""
+    n, _, h, w = input.shape
+    cout = weight.shape[0]
+    ho, wo = output_size((h, w), weight.shape[2:], stride, padding, dilation)
+    cdt = _compute_dtype(input.dtype)
+    x = input.to(cdt)
+    wgt = weight.to(cdt).reshape(groups, cout // groups, -1)  # (g, Cout/g, K)
+    out = torch.empty(n, groups, cout // groups, ho * wo, dtype=cdt, device=input.device)
+    step = _pixel_chunk(cout // groups, wgt.shape[-1])
+    for s in range(n):
+        cols = _columns(x[s : s + 1], weight.shape, stride, padding, dilation, groups)[0]  # (g, K, L)
+        for g in range(groups):
+            for l0 in range(0, cols.shape[-1], step):
+                c = cols[g, None, :, l0 : l0 + step]  # (1, K, l)
+                out[s, g, :, l0 : l0 + step] = -(c - wgt[g, :, :, None]).abs().sum(1)
+    out = out.view(n, cout, ho, wo)
+    if bias is not None:
+        out = out + bias.to(cdt).view(1, -1, 1, 1)
+    return out.to(input.dtype).contiguous()
+
+
+def reference_grad_weight(grad_output, input, weight, stride, padding, dilation, groups, mode):
+    """dL/dW: ``"full"`` Σ G·(X − W) or ``"sign"`` Σ G·sign(X − W)."""
+    n = input.shape[0]
+    cout = weight.shape[0]
+    cdt = _compute_dtype(input.dtype)
+    x = input.to(cdt)
+    wgt = weight.to(cdt).reshape(groups, cout // groups, -1)
+    gout = grad_output.to(cdt).reshape(n, groups, cout // groups, -1)  # (n, g, Cout/g, L)
+    gw = torch.zeros_like(wgt)
+    step = _pixel_chunk(cout // groups, wgt.shape[-1])
+    for s in range(n):
+        cols = _columns(x[s : s + 1], weight.shape, stride, padding, dilation, groups)[0]
+        for g in range(groups):
+            for l0 in range(0, cols.shape[-1], step):
+                diff = cols[g, None, :, l0 : l0 + step] - wgt[g, :, :, None]  # (Cout/g, K, l)
+                if mode == "sign":
+                    diff = diff.sign()
+                gw[g] += (gout[s, g, :, None, l0 : l0 + step] * diff).sum(-1)
+    return gw.reshape(weight.shape).to(weight.dtype).contiguous()
+
+
+def reference_grad_input(grad_output, input, weight, stride, padding, dilation, groups, mode):
+    """dL/dX: ``"hardtanh"`` Σ G·clamp(W − X, −1, 1) or ``"sign"`` Σ G·sign(W − X)."""
+    n, _, h, w = input.shape
+    cout, _, kh, kw = weight.shape
+    cdt = _compute_dtype(input.dtype)
+    x = input.to(cdt)
+    wgt = weight.to(cdt).reshape(groups, cout // groups, -1)
+    gout = grad_output.to(cdt).reshape(n, groups, cout // groups, -1)
+    gx = torch.empty(input.shape, dtype=cdt, device=input.device)
+    step = _pixel_chunk(cout // groups, wgt.shape[-1])
+    for s in range(n):
+        cols = _columns(x[s : s + 1], weight.shape, stride, padding, dilation, groups)[0]  # (g, K, L)
+        gcols = torch.empty_like(cols)
+        for g in range(groups):
+            for l0 in range(0, cols.shape[-1], step):
+                diff = wgt[g, :, :, None] - cols[g, None, :, l0 : l0 + step]  # (Cout/g, K, l)
+                diff = diff.sign() if mode == "sign" else diff.clamp(-1.0, 1.0)
+                gcols[g, :, l0 : l0 + step] = (gout[s, g, :, None, l0 : l0 + step] * diff).sum(0)
+        # col2im: padded taps fall outside the image and are dropped, as they should be.
+        gx[s] = F.fold(
+            gcols.reshape(1, -1, cols.shape[-1]), (h, w), (kh, kw),
+            dilation=dilation, padding=padding, stride=stride,
+        )[0]
+    return gx.to(input.dtype).contiguous()

@@ -1,18 +1,35 @@
-"""Fixes that make basicsr 1.4.2 (PyPI) work on current torch/torchvision.
+"""Fixes that make basicsr 1.4.2 (PyPI) work on current Python/torch/torchvision.
 
 ``addersr_plugin/__init__.py`` calls :func:`apply` before anything imports basicsr.
-This module therefore never imports basicsr at import time; the patches that replace
-basicsr functions import it lazily, after the torchvision alias is in place.
-Every fix is idempotent and a no-op where basicsr already behaves (see ADDERSR.md §4).
+The first two fixes (torchvision alias, distutils) must be in place *before* basicsr is
+imported, so this module never imports basicsr at import time; the fixes that replace
+basicsr functions import it lazily, after those two. Every fix is idempotent and a no-op
+where basicsr already behaves (see ADDERSR.md §4):
+
+* ``torchvision.transforms.functional_tensor`` (removed in torchvision 0.17) is aliased.
+* ``distutils`` (gone in Python 3.12; ``basicsr.archs.arch_util`` imports ``LooseVersion``)
+  is taken from setuptools' vendored copy when the import fails.
+* ``basicsr.train.load_resume_state`` is replaced by :func:`load_resume_state`: it does not
+  call ``torch.cuda.current_device()`` on CPU machines, ``--auto_resume`` looks where the
+  states are actually saved (``opt['path']['training_states']``, rooted where training was
+  started, not ``./experiments``), and a state file cut short by a kill is skipped.
+* ``torch.distributed`` launch on a machine without GPUs uses gloo instead of dividing by a
+  GPU count of zero, and the model is wrapped in DDP without CUDA ``device_ids``.
+
+Outputs rooted at the working directory is the console command's job
+(``addersr_plugin.cli`` passes ``os.getcwd()`` to basicsr's pipelines).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import warnings
 
 _FUNCTIONAL_TENSOR = "torchvision.transforms.functional_tensor"
 _FUNCTIONAL_TENSOR_NEW = "torchvision.transforms._functional_tensor"
+_PATCHED = "__addersr_compat__"  # attribute set on every replacement function
 
 
 def alias_functional_tensor() -> bool:
@@ -21,7 +38,7 @@ def alias_functional_tensor() -> bool:
     Returns True when an alias was installed, False when the real module exists (or was
     already aliased).
     """
-    if _FUNCTIONAL_TENSOR in sys.modules:
+    if sys.modules.get(_FUNCTIONAL_TENSOR) is not None:
         return False
     try:
         importlib.import_module(_FUNCTIONAL_TENSOR)
@@ -32,6 +49,153 @@ def alias_functional_tensor() -> bool:
     return True
 
 
+def ensure_distutils() -> bool:
+    """Make ``from distutils.version import LooseVersion`` work (Python >= 3.12 lacks it).
+
+    Returns True when setuptools' vendored distutils had to be installed as ``distutils``.
+    """
+    try:
+        importlib.import_module("distutils.version")
+        return False
+    except ImportError:
+        pass
+    try:
+        vendored = importlib.import_module("setuptools._distutils")
+        vendored_version = importlib.import_module("setuptools._distutils.version")
+    except ImportError as exc:  # pragma: no cover - setuptools is a declared dependency
+        raise ImportError(
+            "basicsr 1.4.2 needs 'distutils' (removed in Python 3.12); "
+            "install setuptools: pip install setuptools"
+        ) from exc
+    sys.modules["distutils"] = vendored
+    sys.modules["distutils.version"] = vendored_version
+    return True
+
+
+# ---------------------------------------------------------------- resume (fixes 2 and 3)
+
+
+def _state_files_newest_first(state_dir: str) -> list[str]:
+    if not os.path.isdir(state_dir):
+        return []
+    iters = []
+    for name in os.listdir(state_dir):
+        stem, ext = os.path.splitext(name)
+        if ext == ".state" and stem.isdigit():
+            iters.append(int(stem))
+    return [os.path.join(state_dir, f"{it}.state") for it in sorted(iters, reverse=True)]
+
+
+def _map_location(opt: dict):
+    import torch
+
+    if opt.get("num_gpu", 0) != 0 and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    # Optimizer.load_state_dict moves state onto the parameters' device anyway.
+    return torch.device("cpu")
+
+
+def load_resume_state(opt: dict):
+    """CPU-safe replacement of ``basicsr.train.load_resume_state``.
+
+    With ``--auto_resume`` it scans ``opt['path']['training_states']`` and takes the newest
+    state that loads and whose ``net_g_<iter>.pth`` exists; a file a kill cut short is
+    skipped with a warning instead of crashing the resume.
+    """
+    import torch
+    from basicsr.utils.misc import check_resume
+
+    location = _map_location(opt)
+    if opt.get("auto_resume"):
+        state_dir = opt["path"]["training_states"]
+        models_dir = opt["path"].get("models", "")
+        for path in _state_files_newest_first(state_dir):
+            iteration = os.path.splitext(os.path.basename(path))[0]
+            net_path = os.path.join(models_dir, f"net_g_{iteration}.pth")
+            if models_dir and not os.path.isfile(net_path):
+                warnings.warn(f"skipping resume state {path}: {net_path} is missing", stacklevel=2)
+                continue
+            try:
+                state = torch.load(path, map_location=location)
+            except Exception as exc:  # truncated by a kill, or otherwise unreadable
+                warnings.warn(f"skipping unreadable resume state {path}: {exc}", stacklevel=2)
+                continue
+            opt["path"]["resume_state"] = path
+            check_resume(opt, state["iter"])
+            return state
+        return None
+    path = opt["path"].get("resume_state")
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"resume_state does not exist: {path}")
+    state = torch.load(path, map_location=location)
+    check_resume(opt, state["iter"])
+    return state
+
+
+setattr(load_resume_state, _PATCHED, True)
+
+
+def patch_resume() -> bool:
+    """Install :func:`load_resume_state` into ``basicsr.train``; True if it was installed."""
+    train_mod = importlib.import_module("basicsr.train")
+    if getattr(train_mod.load_resume_state, _PATCHED, False):
+        return False
+    train_mod.load_resume_state = load_resume_state
+    return True
+
+
+# ---------------------------------------------------------------- DDP on CPU (fix 8)
+
+
+def _cpu_only() -> bool:
+    import torch
+
+    return not torch.cuda.is_available() or torch.cuda.device_count() == 0
+
+
+def patch_distributed() -> bool:
+    """Let ``--launcher pytorch`` run on machines without GPUs (gloo, DDP without device_ids).
+
+    On GPU machines both replacements call basicsr's originals unchanged.
+    """
+    dist_util = importlib.import_module("basicsr.utils.dist_util")
+    base_model = importlib.import_module("basicsr.models.base_model")
+    if getattr(dist_util._init_dist_pytorch, _PATCHED, False):
+        return False
+    original_init = dist_util._init_dist_pytorch
+    original_to_device = base_model.BaseModel.model_to_device
+
+    def _init_dist_pytorch(backend, **kwargs):
+        if not _cpu_only():
+            return original_init(backend, **kwargs)
+        import torch.distributed as dist
+
+        # basicsr asks for nccl and divides the rank by the GPU count (0 here).
+        dist.init_process_group(backend="gloo", **kwargs)
+
+    def model_to_device(self, net):
+        if self.opt.get("dist") and self.device.type == "cpu":
+            from torch.nn.parallel import DistributedDataParallel
+
+            return DistributedDataParallel(
+                net.to(self.device),
+                find_unused_parameters=self.opt.get("find_unused_parameters", False),
+            )
+        return original_to_device(self, net)
+
+    setattr(_init_dist_pytorch, _PATCHED, True)
+    setattr(model_to_device, _PATCHED, True)
+    dist_util._init_dist_pytorch = _init_dist_pytorch
+    base_model.BaseModel.model_to_device = model_to_device
+    return True
+
+
 def apply() -> None:
     """Apply every compatibility fix; safe to call any number of times."""
     alias_functional_tensor()
+    ensure_distutils()
+    # Only now may basicsr be imported.
+    patch_resume()
+    patch_distributed()

@@ -1,0 +1,64 @@
+"""Helpers shared by the plugin's architectures (no registration here)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def check_positive_int(arch: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{arch}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+def pixel_shuffle_steps(arch: str, upscale: int) -> list:
+    """The PixelShuffle factors of EDSR's upsampler: 2^n as n steps of 2, or one step of 3."""
+    check_positive_int(arch, "upscale", upscale)
+    if upscale == 3:
+        return [3]
+    n = int(round(math.log2(upscale)))
+    if upscale >= 2 and 2 ** n == upscale:
+        return [2] * n
+    raise ValueError(f"{arch}: upscale {upscale} is not supported; use 2^n (2, 4, 8, ...) or 3")
+
+
+class MeanShift(nn.Module):
+    """``(x - mean) * img_range`` and back, as BasicSR's EDSR does, with the mean a buffer.
+
+    A non-persistent buffer (not in the state dict, like EDSR's plain attribute) that
+    follows ``.to()``; one mean per input channel.
+    """
+
+    def __init__(self, arch: str, num_ch: int, rgb_mean: Sequence[float], img_range: float):
+        super().__init__()
+        mean = tuple(float(m) for m in rgb_mean)
+        if len(mean) != num_ch:
+            raise ValueError(f"{arch}: rgb_mean has {len(mean)} values but the image has {num_ch} channels")
+        if not (img_range > 0 and math.isfinite(img_range)):
+            raise ValueError(f"{arch}: img_range must be a positive finite number, got {img_range!r}")
+        self.img_range = float(img_range)
+        self.register_buffer("mean", torch.tensor(mean).view(1, num_ch, 1, 1), persistent=False)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.dtype)) * self.img_range
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return x / self.img_range + self.mean.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"img_range={self.img_range}"
+
+
+def bicubic_upsample(x: Tensor, upscale: int) -> Tensor:
+    """VDSR's interpolated input: bicubic ×upscale, ``align_corners=False``.
+
+    With an integer ``scale_factor`` the output is exactly ``upscale`` times the input size
+    for any (odd) size; ``upscale == 1`` returns the input itself.
+    """
+    if upscale == 1:
+        return x
+    return nn.functional.interpolate(x, scale_factor=upscale, mode="bicubic", align_corners=False)

@@ -1,0 +1,129 @@
+"""AdderEDSR: EDSR whose body convolutions are AdderSR units (ADDERSR.md §2)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from torch import Tensor, nn
+
+from ..nn import AdderConv2d, PowerActivation, ShortcutAdderBlock
+from ._arch_util import MeanShift, check_positive_int, pixel_shuffle_steps
+from ._register import register_arch
+
+
+class AdderResidualBlock(nn.Module):
+    """EDSR's residual block with adder units: ``x + res_scale * unit2(unit1(x))``.
+
+    The CNN block is conv-ReLU-conv; each conv becomes a :class:`ShortcutAdderBlock`
+    and ReLU stays only where the CNN has it (after the first unit).
+    """
+
+    def __init__(self, num_feat: int, res_scale: float, **unit_kwargs):
+        super().__init__()
+        self.res_scale = res_scale
+        self.unit1 = ShortcutAdderBlock(num_feat, act="relu", **unit_kwargs)
+        self.unit2 = ShortcutAdderBlock(num_feat, act=None, **unit_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.res_scale * self.unit2(self.unit1(x))
+
+    def extra_repr(self) -> str:
+        return f"res_scale={self.res_scale}"
+
+
+class AdderUpsampleStep(nn.Module):
+    """One ×s upsampler step as an adder layer: adder(C -> s²C) -> BN -> power -> PixelShuffle(s).
+
+    The CNN step is conv -> PixelShuffle with no activation, so there is no ReLU; the
+    channel count changes, so no self-shortcut is possible. BN and power follow the adder
+    layer as everywhere in AdderSR (each only when enabled for the network).
+    """
+
+    def __init__(self, num_feat: int, scale: int, norm: Optional[str], power: bool, eta, weight_grad, input_grad,
+                 init, alpha_init, power_per_channel):
+        super().__init__()
+        out = scale * scale * num_feat
+        self.adder = AdderConv2d(num_feat, out, 3, padding=1, bias=norm is None, eta=eta, weight_grad=weight_grad,
+                                 input_grad=input_grad, init=init)
+        self.norm = nn.BatchNorm2d(out) if norm == "bn" else None
+        self.power = PowerActivation(alpha_init, out if power_per_channel else None) if power else None
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.adder(x)
+        if self.norm is not None:
+            y = self.norm(y)
+        if self.power is not None:
+            y = self.power(y)
+        return self.shuffle(y)
+
+
+def make_upsampler(num_feat: int, upscale: int, adder: bool, **adder_kwargs) -> nn.Sequential:
+    steps = []
+    for s in pixel_shuffle_steps("AdderEDSR", upscale):
+        if adder:
+            steps.append(AdderUpsampleStep(num_feat, s, **adder_kwargs))
+        else:
+            steps += [nn.Conv2d(num_feat, s * s * num_feat, 3, 1, 1), nn.PixelShuffle(s)]
+    return nn.Sequential(*steps)
+
+
+@register_arch
+class AdderEDSR(nn.Module):
+    """EDSR with adder units (AdderSR, CVPR 2021).
+
+    Head (``conv_first``), upsampler (unless ``adder_upsampler``) and ``conv_last`` are
+    convolutions: their channel counts change, so they cannot have a self-shortcut. Every
+    body convolution becomes a :class:`ShortcutAdderBlock`: two per residual block, plus
+    ``conv_after_body``. Arguments up to ``rgb_mean`` are BasicSR's ``EDSR``'s.
+
+    Args:
+        num_in_ch (int): input channels.
+        num_out_ch (int): output channels.
+        num_feat (int): body channels. Default 64 (EDSR-baseline; paper scale 256).
+        num_block (int): residual blocks. Default 16 (paper scale 32).
+        upscale (int): 2^n or 3. Default 4.
+        res_scale (float): residual scaling. Default 1 (paper scale 0.1).
+        img_range (float): image range. Default 255.
+        rgb_mean (sequence of float): per-channel mean (one per input channel).
+        shortcut (bool): self-shortcut in each adder unit. Default True.
+        power_act (bool): power activation after each adder layer. Default True.
+        norm ("bn" or None): BatchNorm after each adder layer. Default "bn".
+        eta (float or None): adaptive learning rate of the adder layers. Default 0.2.
+        weight_grad ("full"/"sign"), input_grad ("hardtanh"/"sign"): adder backward modes.
+        adder_init ("normal"/"scaled"): adder weight init, see :class:`AdderConv2d`.
+        alpha_init (float): initial power-activation alpha. Default 1.0.
+        power_per_channel (bool): one alpha per channel. Default False.
+        adder_upsampler (bool): upsampler convolutions become adder layers. Default False.
+    """
+
+    def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int = 64, num_block: int = 16, upscale: int = 4,
+                 res_scale: float = 1, img_range: float = 255., rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040),
+                 shortcut: bool = True, power_act: bool = True, norm: Optional[str] = "bn",
+                 eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
+                 adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False,
+                 adder_upsampler: bool = False):
+        super().__init__()
+        for name, value in (("num_in_ch", num_in_ch), ("num_out_ch", num_out_ch), ("num_feat", num_feat),
+                            ("num_block", num_block)):
+            check_positive_int("AdderEDSR", name, value)
+        if num_out_ch != num_in_ch:
+            raise ValueError(f"AdderEDSR: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}): "
+                             "the mean shift is added back to the output")
+        self.upscale = upscale
+        self.mean_shift = MeanShift("AdderEDSR", num_in_ch, rgb_mean, img_range)
+        adder_kwargs = dict(eta=eta, weight_grad=weight_grad, input_grad=input_grad, init=adder_init,
+                            alpha_init=alpha_init, power_per_channel=power_per_channel)
+        unit_kwargs = dict(shortcut=shortcut, norm=norm, power=power_act, **adder_kwargs)
+
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*(AdderResidualBlock(num_feat, res_scale, **unit_kwargs)
+                                    for _ in range(num_block)))
+        self.conv_after_body = ShortcutAdderBlock(num_feat, act=None, **unit_kwargs)
+        self.upsample = make_upsampler(num_feat, upscale, adder_upsampler, norm=norm, power=power_act, **adder_kwargs)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv_first(self.mean_shift.normalize(x))
+        res = self.conv_after_body(self.body(x)) + x
+        return self.mean_shift.denormalize(self.conv_last(self.upsample(res)))

@@ -1,0 +1,60 @@
+"""AdderVDSR: VDSR whose middle layers are AdderSR units (ADDERSR.md §2)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from ..nn import ShortcutAdderBlock
+from ._arch_util import bicubic_upsample, check_positive_int
+from ._register import register_arch
+
+
+@register_arch
+class AdderVDSR(nn.Module):
+    """VDSR with adder units (AdderSR, CVPR 2021).
+
+    ``conv_first`` (C -> num_feat, + ReLU) and ``conv_last`` (num_feat -> C) stay
+    convolutions; the ``num_layer - 2`` middle layers are :class:`ShortcutAdderBlock`
+    units (VDSR has a ReLU after each of them, so each unit keeps it). VDSR works on the
+    bicubic-interpolated image with a global residual; to fit BasicSR's paired LQ/GT
+    datasets the network interpolates its LQ input itself, so the output is ``upscale``
+    times the input size.
+
+    Args:
+        num_in_ch (int): input channels. Default 3.
+        num_out_ch (int): output channels; must equal num_in_ch (global residual). Default 3.
+        num_feat (int): feature channels. Default 64.
+        num_layer (int): total 3×3 layers including first and last (>= 2). Default 20.
+        upscale (int): interpolation factor (>= 1). Default 4.
+        shortcut, power_act, norm, eta, weight_grad, input_grad, adder_init, alpha_init,
+        power_per_channel: as :class:`AdderEDSR`.
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_layer: int = 20,
+                 upscale: int = 4, shortcut: bool = True, power_act: bool = True, norm: Optional[str] = "bn",
+                 eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
+                 adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False):
+        super().__init__()
+        for name, value in (("num_in_ch", num_in_ch), ("num_out_ch", num_out_ch), ("num_feat", num_feat),
+                            ("num_layer", num_layer), ("upscale", upscale)):
+            check_positive_int("AdderVDSR", name, value)
+        if num_layer < 2:
+            raise ValueError(f"AdderVDSR: num_layer must be >= 2 (first and last conv), got {num_layer}")
+        if num_out_ch != num_in_ch:
+            raise ValueError(f"AdderVDSR: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}) "
+                             "for the global residual")
+        self.upscale = upscale
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.body = nn.Sequential(*(
+            ShortcutAdderBlock(num_feat, shortcut=shortcut, norm=norm, act="relu", power=power_act, eta=eta,
+                               weight_grad=weight_grad, input_grad=input_grad, init=adder_init,
+                               alpha_init=alpha_init, power_per_channel=power_per_channel)
+            for _ in range(num_layer - 2)))
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        up = bicubic_upsample(x, self.upscale)
+        return up + self.conv_last(self.body(self.relu(self.conv_first(up))))

@@ -1,0 +1,52 @@
+"""VDSR, the CNN counterpart of AdderVDSR (BasicSR 1.4.2 has no VDSR)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ._arch_util import bicubic_upsample, check_positive_int
+from ._register import register_arch
+
+
+@register_arch
+class VDSR(nn.Module):
+    """VDSR (Kim et al., CVPR 2016): ``num_layer`` 3×3 convolutions, ReLU after all but
+    the last, global residual on the bicubic-interpolated input.
+
+    Same interface and same input convention as :class:`AdderVDSR` (the network
+    interpolates its LQ input by ``upscale``), for like-for-like comparisons. Weights use
+    He (Kaiming normal, fan_in) init as in the paper; biases start at zero.
+
+    Args:
+        num_in_ch (int): input channels. Default 3.
+        num_out_ch (int): output channels; must equal num_in_ch. Default 3.
+        num_feat (int): feature channels. Default 64.
+        num_layer (int): total conv layers (>= 2). Default 20.
+        upscale (int): interpolation factor (>= 1). Default 4.
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_layer: int = 20,
+                 upscale: int = 4):
+        super().__init__()
+        for name, value in (("num_in_ch", num_in_ch), ("num_out_ch", num_out_ch), ("num_feat", num_feat),
+                            ("num_layer", num_layer), ("upscale", upscale)):
+            check_positive_int("VDSR", name, value)
+        if num_layer < 2:
+            raise ValueError(f"VDSR: num_layer must be >= 2 (first and last conv), got {num_layer}")
+        if num_out_ch != num_in_ch:
+            raise ValueError(f"VDSR: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}) "
+                             "for the global residual")
+        self.upscale = upscale
+        layers = [nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), nn.ReLU(inplace=True)]
+        for _ in range(num_layer - 2):
+            layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(num_feat, num_out_ch, 3, 1, 1))
+        self.body = nn.Sequential(*layers)
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        up = bicubic_upsample(x, self.upscale)
+        return up + self.body(up)

@@ -50,7 +50,7 @@ def _nvidia_include_dirs():
 
 
 def _cxx_flags():
-    flags = ["-O3", "-std=c++17", "-fopenmp"]
+    flags = ["-O3", "-std=c++20", "-fopenmp"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         # The micro-kernels use at::vec in its AVX2 flavour; addersr_plugin.ops refuses to load the
         # extension on a CPU without AVX2/FMA, falling back to the reference instead of crashing.
@@ -75,7 +75,7 @@ def _extensions():
     kwargs["sources"] = sources + sorted(glob.glob("csrc/cuda/*.cu"))
     kwargs["include_dirs"] = kwargs["include_dirs"] + _nvidia_include_dirs()
     kwargs["extra_compile_args"]["nvcc"] = [
-        "-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo",
+        "-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo",
         "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
         "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__",
     ]

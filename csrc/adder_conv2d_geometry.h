@@ -1,0 +1,83 @@
+// Shape bookkeeping and argument checks shared by the CPU and CUDA kernels.
+//
+// The Python wrapper (addersr_plugin/ops/adder_conv2d.py) gives users named,
+// friendly errors; these TORCH_CHECKs guard direct calls of torch.ops.addersr.*.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+
+namespace addersr {
+
+struct Geometry {
+  int64_t N, Cin, H, W, Cout, kh, kw, sh, sw, ph, pw, dh, dw, groups, Ho, Wo;
+  int64_t cin_g() const { return Cin / groups; }
+  int64_t cout_g() const { return Cout / groups; }
+  int64_t K() const { return cin_g() * kh * kw; }  // taps per output value
+  int64_t L() const { return Ho * Wo; }            // output pixels per image
+};
+
+inline Geometry make_geometry(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                              at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                              int64_t groups) {
+  TORCH_CHECK(input.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ", input.sizes());
+  TORCH_CHECK(weight.dim() == 4, op, ": weight must be 4-D (Cout, Cin/groups, kh, kw), got ", weight.sizes());
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
+              " does not match input dtype ", input.scalar_type());
+  TORCH_CHECK(input.is_floating_point(), op, ": input must be floating point, got ", input.scalar_type());
+  TORCH_CHECK(input.device() == weight.device(), op, ": input and weight must be on the same device");
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
+              ": stride, padding and dilation must have two values");
+  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ", stride);
+  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation must be positive, got ", dilation);
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ", padding);
+  TORCH_CHECK(groups > 0, op, ": groups must be positive, got ", groups);
+  Geometry g;
+  g.N = input.size(0); g.Cin = input.size(1); g.H = input.size(2); g.W = input.size(3);
+  g.Cout = weight.size(0); g.kh = weight.size(2); g.kw = weight.size(3);
+  g.sh = stride[0]; g.sw = stride[1]; g.ph = padding[0]; g.pw = padding[1];
+  g.dh = dilation[0]; g.dw = dilation[1]; g.groups = groups;
+  TORCH_CHECK(g.Cout % groups == 0, op, ": out channels ", g.Cout, " are not divisible by groups=", groups);
+  TORCH_CHECK(g.Cin == weight.size(1) * groups, op, ": input has ", g.Cin, " channels but weight expects ",
+              weight.size(1), " per group x groups=", groups);
+  TORCH_CHECK(g.kh > 0 && g.kw > 0, op, ": kernel size must be positive");
+  g.Ho = (g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+  g.Wo = (g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+  TORCH_CHECK(g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1 >= 0 && g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1 >= 0 &&
+                  g.Ho > 0 && g.Wo > 0,
+              op, ": output size would be non-positive for input ", input.sizes(), " and weight ", weight.sizes());
+  return g;
+}
+
+inline void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& input, const Geometry& g) {
+  if (!bias.has_value() || !bias->defined()) return;
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.Cout, "adder_conv2d: bias must have shape (", g.Cout,
+              ",), got ", bias->sizes());
+  TORCH_CHECK(bias->scalar_type() == input.scalar_type(), "adder_conv2d: bias dtype must match input");
+  TORCH_CHECK(bias->device() == input.device(), "adder_conv2d: bias must be on the input's device");
+}
+
+inline void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input, const Geometry& g) {
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.N && grad_output.size(1) == g.Cout &&
+                  grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo,
+              "adder_conv2d backward: grad_output must have shape (", g.N, ", ", g.Cout, ", ", g.Ho, ", ", g.Wo,
+              "), got ", grad_output.sizes());
+  TORCH_CHECK(grad_output.device() == input.device(), "adder_conv2d backward: grad_output on the wrong device");
+}
+
+// Returns true for "sign", false for "hardtanh".
+inline bool parse_input_grad_mode(c10::string_view mode) {
+  TORCH_CHECK(mode == "hardtanh" || mode == "sign", "adder_conv2d: unknown input_grad '", std::string(mode),
+              "'; expected 'hardtanh' or 'sign'");
+  return mode == "sign";
+}
+
+// Returns true for "sign", false for "full".
+inline bool parse_weight_grad_mode(c10::string_view mode) {
+  TORCH_CHECK(mode == "full" || mode == "sign", "adder_conv2d: unknown weight_grad '", std::string(mode),
+              "'; expected 'full' or 'sign'");
+  return mode == "sign";
+}
+
+}  // namespace addersr

@@ -1,0 +1,416 @@
+// CPU kernels of addersr::adder_conv2d and its two backward operators.
+//
+// The adder convolution is a "GEMM" whose inner operation is |x - w| instead of
+// x * w, so it is organised like a GEMM (see ../../../shared/ADDERSR.md §1):
+//   * work items are (image, group, chunk of output pixels); each item packs its
+//     input patches into a small per-thread panel buffer (never more than one
+//     chunk's im2col), zero-filled at padded taps and tail pixels;
+//   * a register-blocked micro-kernel (at::vec, AVX2 on x86-64) keeps a tile of
+//     accumulators in registers while streaming the packed panels;
+//   * the full-precision weight gradient uses the exact identity
+//       Σ G·(X − W) = conv2d_weight_grad(X, G) − W·Σ G
+//     so oneDNN's convolution backward does the heavy part.
+// fp16/bf16 inputs are computed in fp32 and cast back (fp32 accumulation).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "adder_conv2d_geometry.h"  // csrc/, on the include path
+
+namespace addersr {
+namespace {
+
+using at::vec::Vectorized;
+
+// Micro-tile sizes. Forward: MR output channels × NR pixels of accumulators
+// (6 × 2 vectors = 12 registers, plus 2 input vectors and 1 broadcast weight).
+// Backward input: KR taps × NR pixels.
+constexpr int64_t MR = 6;
+constexpr int64_t KR = 4;
+template <typename T>
+constexpr int64_t nr() { return 2 * Vectorized<T>::size(); }
+// Pixel panels per work item: bounds the packed buffer to K × 8·NR values.
+constexpr int64_t kPanelsPerChunk = 8;
+
+// ---------------------------------------------------------------------------
+// Packing
+
+// Packs the patches of output pixels [p0, p0 + count) of image `x` (one group's
+// channels, contiguous CHW) into panels of NR pixels: panel[k][c], k over the
+// group's taps (ci, i, j), padded taps and pixels beyond `count` set to zero.
+// `k_rows` >= K lets the backward read whole KR-row tiles past the last tap.
+template <typename T>
+void pack_patches(const T* x, const Geometry& g, int64_t p0, int64_t count, int64_t k_rows, T* panels) {
+  constexpr int64_t NR = nr<T>();
+  const int64_t n_panels = (count + NR - 1) / NR;
+  std::fill(panels, panels + n_panels * k_rows * NR, T(0));
+  // Top-left input coordinate of each pixel's receptive field.
+  int64_t ih0[kPanelsPerChunk * NR], iw0[kPanelsPerChunk * NR];
+  for (int64_t c = 0; c < count; ++c) {
+    const int64_t p = p0 + c, oh = p / g.Wo, ow = p % g.Wo;
+    ih0[c] = oh * g.sh - g.ph;
+    iw0[c] = ow * g.sw - g.pw;
+  }
+  for (int64_t ci = 0; ci < g.cin_g(); ++ci) {
+    const T* xc = x + ci * g.H * g.W;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t k = (ci * g.kh + i) * g.kw + j;
+        for (int64_t c = 0; c < count; ++c) {
+          const int64_t ih = ih0[c] + i * g.dh, iw = iw0[c] + j * g.dw;
+          if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
+            panels[((c / NR) * k_rows + k) * NR + c % NR] = xc[ih * g.W + iw];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Packs one group's weights (Cout/g × K, row-major) into MR-row panels:
+// out[panel][k][r], rows beyond Cout/g zero.
+template <typename T>
+std::vector<T> pack_weight_rows(const T* w, int64_t rows, int64_t K) {
+  const int64_t n_panels = (rows + MR - 1) / MR;
+  std::vector<T> out(n_panels * K * MR, T(0));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < K; ++k) out[((r / MR) * K + k) * MR + r % MR] = w[r * K + k];
+  return out;
+}
+
+// Packs one group's weights into KR-tap panels for the input gradient:
+// out[kpanel][co][r] = W[co][kpanel·KR + r], taps beyond K zero.
+template <typename T>
+std::vector<T> pack_weight_taps(const T* w, int64_t rows, int64_t K) {
+  const int64_t n_panels = (K + KR - 1) / KR;
+  std::vector<T> out(n_panels * rows * KR, T(0));
+  for (int64_t co = 0; co < rows; ++co)
+    for (int64_t k = 0; k < K; ++k) out[((k / KR) * rows + co) * KR + k % KR] = w[co * K + k];
+  return out;
+}
+
+// Packs grad_output rows (Cout/g channels, pixels [p0, p0+count)) into NR-pixel
+// panels: out[panel][co][c], pixels beyond `count` zero so they add nothing.
+template <typename T>
+void pack_grad_rows(const T* gout, int64_t rows, int64_t L, int64_t p0, int64_t count, T* out) {
+  constexpr int64_t NR = nr<T>();
+  const int64_t n_panels = (count + NR - 1) / NR;
+  for (int64_t pan = 0; pan < n_panels; ++pan) {
+    const int64_t c0 = pan * NR, nc = std::min(NR, count - c0);
+    for (int64_t co = 0; co < rows; ++co) {
+      T* dst = out + (pan * rows + co) * NR;
+      const T* src = gout + co * L + p0 + c0;
+      for (int64_t c = 0; c < nc; ++c) dst[c] = src[c];
+      for (int64_t c = nc; c < NR; ++c) dst[c] = T(0);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Micro-kernels
+
+// out[r][c] = bias[r] − Σ_k |x[k][c] − w[k][r]| for r < rows, c < cols.
+template <typename T>
+inline void forward_tile(const T* __restrict wp, const T* __restrict xp, int64_t K, const T* bias,
+                         T* out, int64_t out_stride, int64_t rows, int64_t cols) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size(), NR = nr<T>();
+  Vec acc[MR][2];
+  for (int64_t r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = Vec(T(0));
+  for (int64_t k = 0; k < K; ++k) {
+    const Vec x0 = Vec::loadu(xp + k * NR), x1 = Vec::loadu(xp + k * NR + V);
+    const T* wk = wp + k * MR;
+    for (int64_t r = 0; r < MR; ++r) {
+      const Vec wv(wk[r]);
+      acc[r][0] += (x0 - wv).abs();
+      acc[r][1] += (x1 - wv).abs();
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const Vec b(bias ? bias[r] : T(0));
+    T* o = out + r * out_stride;
+    (b - acc[r][0]).store(o, std::min<int64_t>(cols, V));
+    if (cols > V) (b - acc[r][1]).store(o + V, cols - V);
+  }
+}
+
+// dcol[r][c] = Σ_co g[co][c] · φ(w[co][r] − x[r][c]) for r < taps, c < cols,
+// φ = clamp(·, −1, 1) ("hardtanh") or sign ("sign").
+template <typename T, bool kSign>
+inline void grad_input_tile(const T* __restrict wt, const T* __restrict xp, const T* __restrict gp,
+                            int64_t cout_g, T* dcol, int64_t dcol_stride, int64_t taps, int64_t cols) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size(), NR = nr<T>();
+  const Vec one(T(1)), mone(T(-1)), zero(T(0));
+  Vec x[KR][2], acc[KR][2];
+  for (int64_t r = 0; r < KR; ++r) {
+    x[r][0] = Vec::loadu(xp + r * NR);
+    x[r][1] = Vec::loadu(xp + r * NR + V);
+    acc[r][0] = acc[r][1] = zero;
+  }
+  for (int64_t co = 0; co < cout_g; ++co) {
+    const Vec g0 = Vec::loadu(gp + co * NR), g1 = Vec::loadu(gp + co * NR + V);
+    const T* wc = wt + co * KR;
+    for (int64_t r = 0; r < KR; ++r) {
+      const Vec wv(wc[r]);
+      Vec t0 = wv - x[r][0], t1 = wv - x[r][1];
+      if constexpr (kSign) {
+        t0 = ((t0 > zero) & one) - ((t0 < zero) & one);
+        t1 = ((t1 > zero) & one) - ((t1 < zero) & one);
+      } else {
+        t0 = at::vec::clamp(t0, mone, one);
+        t1 = at::vec::clamp(t1, mone, one);
+      }
+      acc[r][0] = at::vec::fmadd(t0, g0, acc[r][0]);
+      acc[r][1] = at::vec::fmadd(t1, g1, acc[r][1]);
+    }
+  }
+  for (int64_t r = 0; r < taps; ++r) {
+    T* o = dcol + r * dcol_stride;
+    acc[r][0].store(o, std::min<int64_t>(cols, V));
+    if (cols > V) acc[r][1].store(o + V, cols - V);
+  }
+}
+
+// dw[co][k] += Σ_c g[co][c] · sign(x[k][c] − w[co][k]) over one packed chunk.
+template <typename T>
+void grad_weight_sign_chunk(const T* w, const T* xp, const T* gp, int64_t n_panels, int64_t cout_g,
+                            int64_t K, T* dw) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size(), NR = nr<T>();
+  const Vec one(T(1)), zero(T(0));
+  for (int64_t co = 0; co < cout_g; ++co) {
+    for (int64_t k = 0; k < K; ++k) {
+      const Vec wv(w[co * K + k]);
+      Vec acc = zero;
+      for (int64_t pan = 0; pan < n_panels; ++pan) {
+        const T* xk = xp + (pan * K + k) * NR;
+        const T* gc = gp + (pan * cout_g + co) * NR;
+        for (int64_t v = 0; v < NR; v += V) {
+          const Vec t = Vec::loadu(xk + v) - wv;
+          const Vec s = ((t > zero) & one) - ((t < zero) & one);
+          acc = at::vec::fmadd(s, Vec::loadu(gc + v), acc);
+        }
+      }
+      dw[co * K + k] += at::vec::vec_reduce_all<T>([](Vec a, Vec b) { return a + b; }, acc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Drivers
+
+int64_t chunk_pixels(int64_t nr_) { return kPanelsPerChunk * nr_; }
+
+template <typename T>
+void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const Geometry& g, at::Tensor& y) {
+  constexpr int64_t NR = nr<T>();
+  const int64_t K = g.K(), L = g.L(), cg = g.cout_g(), CP = chunk_pixels(NR);
+  const int64_t n_chunks = (L + CP - 1) / CP;
+  const T* xd = x.data_ptr<T>();
+  const T* wd = w.data_ptr<T>();
+  T* yd = y.data_ptr<T>();
+  std::vector<std::vector<T>> wpack(g.groups);
+  for (int64_t gi = 0; gi < g.groups; ++gi) wpack[gi] = pack_weight_rows(wd + gi * cg * K, cg, K);
+  const int64_t items = g.N * g.groups * n_chunks;
+  at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> panels(kPanelsPerChunk * K * NR);
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t chunk = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
+      const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
+      pack_patches(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, panels.data());
+      const int64_t n_panels = (count + NR - 1) / NR;
+      for (int64_t r0 = 0; r0 < cg; r0 += MR) {
+        const T* wp = wpack[gi].data() + (r0 / MR) * K * MR;
+        T* yrow = yd + (n * g.Cout + gi * cg + r0) * L;
+        const T* b = bias ? bias + gi * cg + r0 : nullptr;
+        for (int64_t pan = 0; pan < n_panels; ++pan) {
+          const int64_t c0 = pan * NR;
+          forward_tile<T>(wp, panels.data() + pan * K * NR, K, b, yrow + p0 + c0, L,
+                          std::min(MR, cg - r0), std::min(NR, count - c0));
+        }
+      }
+    }
+  });
+}
+
+template <typename T, bool kSign>
+void grad_input_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tensor& w, const Geometry& g,
+                     at::Tensor& gx) {
+  constexpr int64_t NR = nr<T>();
+  const int64_t K = g.K(), L = g.L(), cg = g.cout_g(), CP = chunk_pixels(NR);
+  const int64_t k_rows = (K + KR - 1) / KR * KR, n_chunks = (L + CP - 1) / CP;
+  const T* xd = x.data_ptr<T>();
+  const T* wd = w.data_ptr<T>();
+  const T* gd = gout.data_ptr<T>();
+  T* gxd = gx.data_ptr<T>();
+  std::vector<std::vector<T>> wpack(g.groups);
+  for (int64_t gi = 0; gi < g.groups; ++gi) wpack[gi] = pack_weight_taps(wd + gi * cg * K, cg, K);
+  // Column gradient of one image: (groups·K) × L, i.e. one image's im2col.
+  std::vector<T> dcols(g.groups * K * L);
+  for (int64_t n = 0; n < g.N; ++n) {
+    const int64_t items = g.groups * n_chunks;
+    at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> panels(kPanelsPerChunk * k_rows * NR), gpan(kPanelsPerChunk * cg * NR);
+      for (int64_t it = begin; it < end; ++it) {
+        const int64_t chunk = it % n_chunks, gi = it / n_chunks;
+        const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
+        const int64_t n_panels = (count + NR - 1) / NR;
+        pack_patches(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, k_rows, panels.data());
+        pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
+        for (int64_t pan = 0; pan < n_panels; ++pan) {
+          const int64_t c0 = pan * NR, cols = std::min(NR, count - c0);
+          for (int64_t k0 = 0; k0 < K; k0 += KR) {
+            grad_input_tile<T, kSign>(wpack[gi].data() + (k0 / KR) * cg * KR,
+                                      panels.data() + (pan * k_rows + k0) * NR, gpan.data() + pan * cg * NR, cg,
+                                      dcols.data() + (gi * K + k0) * L + p0 + c0, L, std::min(KR, K - k0), cols);
+          }
+        }
+      }
+    });
+    // col2im, one input channel per task (its taps are disjoint rows of dcols).
+    at::parallel_for(0, g.Cin, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        T* dst = gxd + (n * g.Cin + c) * g.H * g.W;
+        std::fill(dst, dst + g.H * g.W, T(0));
+        const int64_t gi = c / g.cin_g(), ci = c % g.cin_g();
+        for (int64_t i = 0; i < g.kh; ++i) {
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const T* src = dcols.data() + (gi * K + (ci * g.kh + i) * g.kw + j) * L;
+            for (int64_t oh = 0; oh < g.Ho; ++oh) {
+              const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+              if (ih < 0 || ih >= g.H) continue;
+              T* drow = dst + ih * g.W;
+              const T* srow = src + oh * g.Wo;
+              for (int64_t ow = 0; ow < g.Wo; ++ow) {
+                const int64_t iw = ow * g.sw - g.pw + j * g.dw;
+                if (iw >= 0 && iw < g.W) drow[iw] += srow[ow];
+              }
+            }
+          }
+        }
+      }
+    });
+  }
+}
+
+template <typename T>
+void grad_weight_sign_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tensor& w, const Geometry& g,
+                           at::Tensor& gw) {
+  constexpr int64_t NR = nr<T>();
+  const int64_t K = g.K(), L = g.L(), cg = g.cout_g(), CP = chunk_pixels(NR);
+  const int64_t n_chunks = (L + CP - 1) / CP;
+  const T* xd = x.data_ptr<T>();
+  const T* wd = w.data_ptr<T>();
+  const T* gd = gout.data_ptr<T>();
+  // One partial dW per thread, summed at the end: deterministic for a given thread count.
+  const int64_t n_threads = at::get_num_threads();
+  std::vector<T> partial(n_threads * g.Cout * K, T(0));
+  const int64_t items = g.N * g.groups * n_chunks;
+  at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
+    T* mine = partial.data() + at::get_thread_num() * g.Cout * K;
+    std::vector<T> panels(kPanelsPerChunk * K * NR), gpan(kPanelsPerChunk * cg * NR);
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t chunk = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
+      const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
+      pack_patches(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, panels.data());
+      pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
+      grad_weight_sign_chunk<T>(wd + gi * cg * K, panels.data(), gpan.data(), (count + NR - 1) / NR, cg, K,
+                                mine + gi * cg * K);
+    }
+  });
+  T* out = gw.data_ptr<T>();
+  for (int64_t i = 0; i < g.Cout * K; ++i) {
+    T s = 0;
+    for (int64_t t = 0; t < n_threads; ++t) s += partial[t * g.Cout * K + i];
+    out[i] = s;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Operator entry points
+
+// fp16/bf16 run in fp32; returns the compute dtype.
+at::ScalarType compute_type(const at::Tensor& t) {
+  return (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) ? at::kFloat : t.scalar_type();
+}
+
+at::Tensor adder_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                            c10::string_view /*weight_grad*/, c10::string_view /*input_grad*/) {
+  const Geometry g = make_geometry("adder_conv2d", input, weight, stride, padding, dilation, groups);
+  check_bias(bias, input, g);
+  const auto ct = compute_type(input);
+  auto x = input.to(ct).contiguous();
+  auto w = weight.to(ct).contiguous();
+  at::Tensor b = bias.has_value() && bias->defined() ? bias->to(ct).contiguous() : at::Tensor();
+  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options());
+  if (g.N > 0) {
+    AT_DISPATCH_FLOATING_TYPES(ct, "adder_conv2d_cpu", [&] {
+      forward_impl<scalar_t>(x, w, b.defined() ? b.data_ptr<scalar_t>() : nullptr, g, y);
+    });
+  }
+  return y.to(input.scalar_type());
+}
+
+at::Tensor adder_conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                       const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+                                       at::IntArrayRef dilation, int64_t groups, c10::string_view mode) {
+  const Geometry g = make_geometry("adder_conv2d_grad_input", input, weight, stride, padding, dilation, groups);
+  check_grad_output(grad_output, input, g);
+  const bool sign = parse_input_grad_mode(mode);
+  const auto ct = compute_type(input);
+  auto x = input.to(ct).contiguous();
+  auto w = weight.to(ct).contiguous();
+  auto go = grad_output.to(ct).contiguous();
+  auto gx = at::empty(x.sizes(), x.options());
+  if (g.N > 0) {
+    AT_DISPATCH_FLOATING_TYPES(ct, "adder_conv2d_grad_input_cpu", [&] {
+      if (sign) grad_input_impl<scalar_t, true>(go, x, w, g, gx);
+      else grad_input_impl<scalar_t, false>(go, x, w, g, gx);
+    });
+  }
+  return gx.to(input.scalar_type());
+}
+
+at::Tensor adder_conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
+                                        const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+                                        at::IntArrayRef dilation, int64_t groups, c10::string_view mode) {
+  const Geometry g = make_geometry("adder_conv2d_grad_weight", input, weight, stride, padding, dilation, groups);
+  check_grad_output(grad_output, input, g);
+  const bool sign = parse_weight_grad_mode(mode);
+  const auto ct = compute_type(input);
+  auto w = weight.to(ct).contiguous();
+  if (g.N == 0) return at::zeros_like(weight, at::MemoryFormat::Contiguous);
+  auto x = input.to(ct).contiguous();
+  auto go = grad_output.to(ct).contiguous();
+  at::Tensor gw;
+  if (sign) {
+    gw = at::empty(w.sizes(), w.options());
+    AT_DISPATCH_FLOATING_TYPES(ct, "adder_conv2d_grad_weight_cpu", [&] {
+      grad_weight_sign_impl<scalar_t>(go, x, w, g, gw);
+    });
+  } else {
+    // Σ_{n,p} G·(X − W) = conv2d_weight_grad(X, G) − W · Σ_{n,p} G   (exact; zero padding
+    // makes padded taps contribute G·(0 − W) on both sides).
+    auto grads = at::convolution_backward(go, x, w, c10::nullopt, stride, padding, dilation, /*transposed=*/false,
+                                          /*output_padding=*/{0, 0}, groups, {false, true, false});
+    gw = std::get<1>(grads).contiguous();
+    gw.sub_(w * go.sum({0, 2, 3}).view({-1, 1, 1, 1}));
+  }
+  return gw.to(weight.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(addersr, CPU, m) {
+  m.impl("adder_conv2d", &adder_conv2d_cpu);
+  m.impl("adder_conv2d_grad_input", &adder_conv2d_grad_input_cpu);
+  m.impl("adder_conv2d_grad_weight", &adder_conv2d_grad_weight_cpu);
+}
+
+}  // namespace addersr

@@ -1,0 +1,555 @@
+// Device code of the CUDA adder convolution: three implicit-GEMM kernels that
+// share one register-blocked tile core.
+//
+//   forward      M = Cout/g (weights)  N = N·Ho·Wo (output pixels)  K = Cin/g·kh·kw (taps)
+//                acc += |x - w|, then Y = -acc (+ bias)
+//   grad_weight  M = Cout/g            N = Cin/g·kh·kw (taps)       K = output pixels (split)
+//                acc += g·(x - w)  or  g·sign(x - w)
+//   grad_input   M = Cin/g             N = N·H·W (input pixels)     K = kh·kw·Cout/g
+//                acc += g·clamp(w - x, -1, 1)  or  g·sign(w - x)   (gather: no atomics)
+//
+// In the two backward GEMMs the inner op involves a value that belongs to the
+// *output* element (w for dW, x for dX), so each thread keeps it in a register
+// array `aux` parallel to its accumulators.
+//
+// Every edge is predicated: an A/B element outside the matrix is stored as 0
+// in shared memory. In the forward a K index past the end therefore contributes
+// |0 - 0| = 0 (zeroing only one side is the "27-tap" bug of third-party
+// kernels); rows/columns past M/N are computed but never written.
+//
+// This header holds device code only (no runtime API calls) so that it can be
+// compiled for the host by a thread-emulating harness when no GPU is around.
+#pragma once
+
+#include <cstdint>
+
+namespace addersr {
+namespace cuda_kernels {
+
+// Padding of shared-memory rows: keeps 16-byte alignment for vector loads and
+// spreads the transposed stores of the grad_weight loaders over more banks.
+constexpr int kSmemPad = 4;
+
+enum class Mode { Forward, GradWeightFull, GradWeightSign, GradInputHardtanh, GradInputSign };
+
+// Geometry of one convolution. All values fit in int32 (the host checks the
+// per-sample and per-call products); element offsets into whole tensors are
+// computed in int64.
+struct ConvShape {
+  int N, C, H, W;      // input
+  int Cout, Ho, Wo;    // output
+  int kh, kw;
+  int sh, sw, ph, pw, dh, dw;
+  int groups;
+  int Cg;              // input channels per group
+  int Mg;              // output channels per group
+  int KHW;             // kh·kw
+  int K;               // Cg·kh·kw, taps of one output value
+  int HW, HoWo;
+  int npix;            // N·Ho·Wo
+  int nin;             // N·H·W
+};
+
+// ----------------------------------------------------------------- scalar ops
+
+__device__ __forceinline__ float abs_val(float v) { return fabsf(v); }
+__device__ __forceinline__ double abs_val(double v) { return fabs(v); }
+__device__ __forceinline__ float clamp_unit(float v) { return fminf(fmaxf(v, -1.f), 1.f); }
+__device__ __forceinline__ double clamp_unit(double v) { return fmin(fmax(v, -1.0), 1.0); }
+// sign with sign(0) = 0, as torch.sign.
+template <typename T>
+__device__ __forceinline__ T sign_val(T v) {
+  return static_cast<T>((v > T(0)) - (v < T(0)));
+}
+
+template <Mode M, typename T>
+__device__ __forceinline__ void mac(T& acc, T a, T b, T aux) {
+  if constexpr (M == Mode::Forward) {
+    acc += abs_val(b - a);  // a = w, b = x
+  } else if constexpr (M == Mode::GradWeightFull) {
+    acc += a * (b - aux);  // a = g, b = x, aux = w
+  } else if constexpr (M == Mode::GradWeightSign) {
+    acc += a * sign_val(b - aux);
+  } else if constexpr (M == Mode::GradInputHardtanh) {
+    acc += b * clamp_unit(a - aux);  // a = w, b = g, aux = x
+  } else {
+    acc += b * sign_val(a - aux);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void load4(T* dst, const T* src) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) dst[i] = src[i];
+}
+template <>
+__device__ __forceinline__ void load4<float>(float* dst, const float* src) {
+  const float4 v = *reinterpret_cast<const float4*>(src);  // src is 16-byte aligned
+  dst[0] = v.x;
+  dst[1] = v.y;
+  dst[2] = v.z;
+  dst[3] = v.w;
+}
+
+// ----------------------------------------------------------------- tile core
+
+// Tile configuration. NT threads form a TY×TX grid; thread (ty, tx) owns TM rows
+// and TN columns of the BM×BN block tile, taken in groups of 4 consecutive
+// elements spread across the tile (row group q starts at q·4·TY + ty·4), so a
+// warp's vector loads from shared memory hit consecutive addresses.
+template <int BM_, int BN_, int BK_, int TM_, int TN_>
+struct TileConfig {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
+  static constexpr int TY = BM / TM, TX = BN / TN, NT = TY * TX;
+  static constexpr int LDA = BM + kSmemPad, LDB = BN + kSmemPad;
+  static_assert(BM % TM == 0 && BN % TN == 0, "thread tile must divide block tile");
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "thread tile is made of groups of 4");
+  static_assert(NT % 32 == 0, "whole warps");
+};
+
+template <typename Cfg>
+__device__ __forceinline__ int row_of(int r, int ty) {
+  return (r / 4) * 4 * Cfg::TY + ty * 4 + (r % 4);
+}
+template <typename Cfg>
+__device__ __forceinline__ int col_of(int c, int tx) {
+  return (c / 4) * 4 * Cfg::TX + tx * 4 + (c % 4);
+}
+
+// acc[r][c] ⊕= op(As[kk][row_of(r)], Bs[kk][col_of(c)], aux[r][c]) over the BK rows of one stage.
+template <Mode M, typename Cfg, typename T>
+__device__ __forceinline__ void tile_mac(const T* As, const T* Bs, T (&acc)[Cfg::TM][Cfg::TN],
+                                         const T (&aux)[Cfg::TM][Cfg::TN], int ty, int tx) {
+#pragma unroll
+  for (int kk = 0; kk < Cfg::BK; ++kk) {
+    T a[Cfg::TM], b[Cfg::TN];
+#pragma unroll
+    for (int q = 0; q < Cfg::TM / 4; ++q) load4(a + 4 * q, As + kk * Cfg::LDA + q * 4 * Cfg::TY + ty * 4);
+#pragma unroll
+    for (int q = 0; q < Cfg::TN / 4; ++q) load4(b + 4 * q, Bs + kk * Cfg::LDB + q * 4 * Cfg::TX + tx * 4);
+#pragma unroll
+    for (int r = 0; r < Cfg::TM; ++r) {
+#pragma unroll
+      for (int c = 0; c < Cfg::TN; ++c) mac<M>(acc[r][c], a[r], b[c], aux[r][c]);
+    }
+  }
+}
+
+// ----------------------------------------------------------------- forward
+
+// Loaders: thread tid fetches A (weights, [K][Mg] per group) column tid % BM and
+// B (implicit im2col) column tid % BN, each over a run of consecutive K rows of
+// the stage, so the tap decomposition k -> (ci, i, j) is done once per stage and
+// then stepped.
+template <typename scalar_t, typename acc_t, typename Cfg>
+__global__ void __launch_bounds__(Cfg::NT)
+    adder_forward_kernel(const scalar_t* __restrict__ x, const acc_t* __restrict__ wt,  // wt: [g][K][Mg]
+                         const acc_t* __restrict__ bias, scalar_t* __restrict__ y, const ConvShape s) {
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
+  constexpr int NT = Cfg::NT, LDA = Cfg::LDA, LDB = Cfg::LDB;
+  static_assert(NT % BM == 0 && BK % (NT / BM) == 0, "A loader geometry");
+  static_assert(NT % BN == 0 && BK % (NT / BN) == 0, "B loader geometry");
+  constexpr int A_ROWS = BK / (NT / BM);
+  constexpr int B_ROWS = BK / (NT / BN);
+
+  __shared__ __align__(16) acc_t As[2][BK * LDA];
+  __shared__ __align__(16) acc_t Bs[2][BK * LDB];
+
+  const int tid = threadIdx.x;
+  const int ty = tid / Cfg::TX, tx = tid % Cfg::TX;
+  const int g = blockIdx.z;
+  const int m0 = blockIdx.y * BM;
+  const int col0 = blockIdx.x * BN;
+
+  // A loader state.
+  const int a_m = tid % BM, a_r0 = (tid / BM) * A_ROWS;
+  const bool a_ok = m0 + a_m < s.Mg;
+  const acc_t* wg = wt + (int64_t)g * s.K * s.Mg + (a_ok ? m0 + a_m : 0);
+
+  // B loader state: one output pixel per thread for the whole block.
+  const int b_c = tid % BN, b_r0 = (tid / BN) * B_ROWS;
+  const int bcol = col0 + b_c;
+  const bool b_ok = bcol < s.npix;
+  int ih0 = 0, iw0 = 0, bn = 0;
+  if (b_ok) {
+    bn = bcol / s.HoWo;
+    const int p = bcol - bn * s.HoWo;
+    const int oh = p / s.Wo, ow = p - oh * s.Wo;
+    ih0 = oh * s.sh - s.ph;
+    iw0 = ow * s.sw - s.pw;
+  }
+  const scalar_t* xg = x + ((int64_t)bn * s.C + (int64_t)g * s.Cg) * s.HW;
+
+  acc_t ra[A_ROWS], rb[B_ROWS];
+  auto load_stage = [&](int k0) {
+#pragma unroll
+    for (int r = 0; r < A_ROWS; ++r) {
+      const int k = k0 + a_r0 + r;
+      ra[r] = (a_ok && k < s.K) ? wg[(int64_t)k * s.Mg] : acc_t(0);
+    }
+    int k = k0 + b_r0;
+    int ci = k / s.KHW;
+    const int rem = k - ci * s.KHW;
+    int i = rem / s.kw, j = rem - i * s.kw;
+#pragma unroll
+    for (int r = 0; r < B_ROWS; ++r) {
+      acc_t v = acc_t(0);
+      if (b_ok && k < s.K) {
+        const int ih = ih0 + i * s.dh, iw = iw0 + j * s.dw;
+        if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+          v = static_cast<acc_t>(xg[(int64_t)ci * s.HW + ih * s.W + iw]);
+      }
+      rb[r] = v;
+      ++k;
+      if (++j == s.kw) {
+        j = 0;
+        if (++i == s.kh) {
+          i = 0;
+          ++ci;
+        }
+      }
+    }
+  };
+  auto store_stage = [&](int buf) {
+#pragma unroll
+    for (int r = 0; r < A_ROWS; ++r) As[buf][(a_r0 + r) * LDA + a_m] = ra[r];
+#pragma unroll
+    for (int r = 0; r < B_ROWS; ++r) Bs[buf][(b_r0 + r) * LDB + b_c] = rb[r];
+  };
+
+  acc_t acc[TM][TN], aux[TM][TN];
+#pragma unroll
+  for (int r = 0; r < TM; ++r)
+#pragma unroll
+    for (int c = 0; c < TN; ++c) acc[r][c] = aux[r][c] = acc_t(0);
+
+  // Double-buffered main loop, one barrier per stage: stage t+1 is fetched into
+  // registers while stage t is computed, then written to the other buffer.
+  const int stages = (s.K + BK - 1) / BK;
+  if (stages > 0) {
+    load_stage(0);
+    store_stage(0);
+    __syncthreads();
+    for (int t = 0; t < stages; ++t) {
+      const int cur = t & 1;
+      if (t + 1 < stages) load_stage((t + 1) * BK);
+      tile_mac<Mode::Forward, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
+      if (t + 1 < stages) store_stage(cur ^ 1);
+      __syncthreads();
+    }
+  }
+
+#pragma unroll
+  for (int c = 0; c < TN; ++c) {
+    const int col = col0 + col_of<Cfg>(c, tx);
+    if (col >= s.npix) continue;
+    const int n = col / s.HoWo, p = col - n * s.HoWo;
+#pragma unroll
+    for (int r = 0; r < TM; ++r) {
+      const int m = m0 + row_of<Cfg>(r, ty);
+      if (m >= s.Mg) continue;
+      const int co = g * s.Mg + m;
+      acc_t v = -acc[r][c];
+      if (bias != nullptr) v += bias[co];
+      y[((int64_t)n * s.Cout + co) * s.HoWo + p] = static_cast<scalar_t>(v);
+    }
+  }
+}
+
+// ----------------------------------------------------------------- grad_weight
+
+// Split-K over output pixels: block (split, tap tile, co tile, group) reduces
+// pixels [split·pps, min(npix, (split+1)·pps)) and writes its partial sums to
+// part[split][Cout][K] (fp32/fp64); a second kernel adds the splits in a fixed
+// order, so the result is deterministic. Both loaders walk pixels with
+// consecutive threads (coalesced reads of G and X along a row of the image).
+template <typename scalar_t, typename acc_t, typename Cfg, Mode M>
+__global__ void __launch_bounds__(Cfg::NT)
+    adder_grad_weight_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
+                             const acc_t* __restrict__ w,  // [Cout][K]
+                             acc_t* __restrict__ part, const ConvShape s, const int pix_per_split,
+                             const int tap_tiles) {
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
+  constexpr int NT = Cfg::NT, LDA = Cfg::LDA, LDB = Cfg::LDB;
+  static_assert(NT % BK == 0, "loader geometry: whole pixel rows");
+  constexpr int GROUPS = NT / BK;  // loader thread groups along M and N
+  static_assert(BM % GROUPS == 0 && BN % GROUPS == 0, "loader geometry");
+  constexpr int A_COLS = BM / GROUPS;
+  constexpr int B_COLS = BN / GROUPS;
+
+  __shared__ __align__(16) acc_t As[2][BK * LDA];
+  __shared__ __align__(16) acc_t Bs[2][BK * LDB];
+
+  const int tid = threadIdx.x;
+  const int ty = tid / Cfg::TX, tx = tid % Cfg::TX;
+  const int split = blockIdx.x / tap_tiles;
+  const int k0 = (blockIdx.x - split * tap_tiles) * BN;  // first tap of the tile
+  const int m0 = blockIdx.y * BM;
+  const int g = blockIdx.z;
+  const int pix_begin = split * pix_per_split;
+  const int pix_end = s.npix - pix_begin < pix_per_split ? s.npix : pix_begin + pix_per_split;
+
+  // Loader roles: pixel row kk of the stage, and a run of co (A) / taps (B).
+  const int l_kk = tid % BK;
+  const int a_c0 = (tid / BK) * A_COLS;
+  const int b_c0 = (tid / BK) * B_COLS;
+
+  // Tap decomposition of this thread's B columns, fixed for the whole block.
+  int t_ci[B_COLS], t_di[B_COLS], t_dj[B_COLS];
+  bool t_ok[B_COLS];
+#pragma unroll
+  for (int c = 0; c < B_COLS; ++c) {
+    const int k = k0 + b_c0 + c;
+    t_ok[c] = k < s.K;
+    const int kc = t_ok[c] ? k : 0;
+    t_ci[c] = kc / s.KHW;
+    const int rem = kc - t_ci[c] * s.KHW;
+    const int i = rem / s.kw;
+    t_di[c] = i * s.dh;
+    t_dj[c] = (rem - i * s.kw) * s.dw;
+  }
+
+  acc_t ra[A_COLS], rb[B_COLS];
+  auto load_stage = [&](int p0) {
+    const int pix = p0 + l_kk;
+    const bool ok = pix < pix_end;
+    int n = 0, p = 0, ih0 = 0, iw0 = 0;
+    if (ok) {
+      n = pix / s.HoWo;
+      p = pix - n * s.HoWo;
+      const int oh = p / s.Wo, ow = p - oh * s.Wo;
+      ih0 = oh * s.sh - s.ph;
+      iw0 = ow * s.sw - s.pw;
+    }
+    const scalar_t* gp = go + ((int64_t)n * s.Cout + (int64_t)g * s.Mg) * s.HoWo + p;
+#pragma unroll
+    for (int c = 0; c < A_COLS; ++c) {
+      const int m = m0 + a_c0 + c;
+      ra[c] = (ok && m < s.Mg) ? static_cast<acc_t>(gp[(int64_t)m * s.HoWo]) : acc_t(0);
+    }
+    const scalar_t* xp = x + ((int64_t)n * s.C + (int64_t)g * s.Cg) * s.HW;
+#pragma unroll
+    for (int c = 0; c < B_COLS; ++c) {
+      acc_t v = acc_t(0);
+      const int ih = ih0 + t_di[c], iw = iw0 + t_dj[c];
+      if (ok && t_ok[c] && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+        v = static_cast<acc_t>(xp[(int64_t)t_ci[c] * s.HW + ih * s.W + iw]);
+      rb[c] = v;
+    }
+  };
+  auto store_stage = [&](int buf) {
+#pragma unroll
+    for (int c = 0; c < A_COLS; ++c) As[buf][l_kk * LDA + a_c0 + c] = ra[c];
+#pragma unroll
+    for (int c = 0; c < B_COLS; ++c) Bs[buf][l_kk * LDB + b_c0 + c] = rb[c];
+  };
+
+  // aux = W[co][k] of each accumulator (0 outside the matrix: never written).
+  acc_t acc[TM][TN], aux[TM][TN];
+#pragma unroll
+  for (int r = 0; r < TM; ++r) {
+    const int m = m0 + row_of<Cfg>(r, ty);
+#pragma unroll
+    for (int c = 0; c < TN; ++c) {
+      const int k = k0 + col_of<Cfg>(c, tx);
+      acc[r][c] = acc_t(0);
+      aux[r][c] = (m < s.Mg && k < s.K) ? w[((int64_t)g * s.Mg + m) * s.K + k] : acc_t(0);
+    }
+  }
+
+  const int stages = pix_end > pix_begin ? (pix_end - pix_begin + BK - 1) / BK : 0;
+  if (stages > 0) {
+    load_stage(pix_begin);
+    store_stage(0);
+    __syncthreads();
+    for (int t = 0; t < stages; ++t) {
+      const int cur = t & 1;
+      if (t + 1 < stages) load_stage(pix_begin + (t + 1) * BK);
+      tile_mac<M, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
+      if (t + 1 < stages) store_stage(cur ^ 1);
+      __syncthreads();
+    }
+  }
+
+  acc_t* out = part + (int64_t)split * s.Cout * s.K;
+#pragma unroll
+  for (int r = 0; r < TM; ++r) {
+    const int m = m0 + row_of<Cfg>(r, ty);
+    if (m >= s.Mg) continue;
+#pragma unroll
+    for (int c = 0; c < TN; ++c) {
+      const int k = k0 + col_of<Cfg>(c, tx);
+      if (k < s.K) out[((int64_t)g * s.Mg + m) * s.K + k] = acc[r][c];
+    }
+  }
+}
+
+// dW[i] = Σ_split part[split][i], in split order (deterministic).
+template <typename scalar_t, typename acc_t>
+__global__ void adder_grad_weight_reduce_kernel(const acc_t* __restrict__ part, scalar_t* __restrict__ dw,
+                                                const int64_t numel, const int splits) {
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < numel; i += stride) {
+    acc_t sum = acc_t(0);
+    for (int sp = 0; sp < splits; ++sp) sum += part[(int64_t)sp * numel + i];
+    dw[i] = static_cast<scalar_t>(sum);
+  }
+}
+
+// ----------------------------------------------------------------- grad_input
+
+// Gather formulation: each input pixel q sums over the taps (i, j) whose output
+// position p = (q + pad - (i, j)·dil) / stride is integral and inside the
+// output, and over the Cout/g channels of its group. The reduction index is
+// kr = t·Mg + co (tap-major), so a stage mostly shares one tap and the validity
+// test is recomputed only when the tap changes. Every dX element is written by
+// exactly one thread: no atomics, deterministic.
+template <typename scalar_t, typename acc_t, typename Cfg, Mode M>
+__global__ void __launch_bounds__(Cfg::NT)
+    adder_grad_input_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
+                            const acc_t* __restrict__ wp,  // [g][KHW][Mg][Cg]
+                            scalar_t* __restrict__ dx, const ConvShape s) {
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
+  constexpr int NT = Cfg::NT, LDA = Cfg::LDA, LDB = Cfg::LDB;
+  static_assert(NT % BM == 0 && BK % (NT / BM) == 0, "A loader geometry");
+  static_assert(NT % BN == 0 && BK % (NT / BN) == 0, "B loader geometry");
+  constexpr int A_ROWS = BK / (NT / BM);
+  constexpr int B_ROWS = BK / (NT / BN);
+
+  __shared__ __align__(16) acc_t As[2][BK * LDA];
+  __shared__ __align__(16) acc_t Bs[2][BK * LDB];
+
+  const int tid = threadIdx.x;
+  const int ty = tid / Cfg::TX, tx = tid % Cfg::TX;
+  const int g = blockIdx.z;
+  const int m0 = blockIdx.y * BM;    // first input channel (within the group)
+  const int col0 = blockIdx.x * BN;  // first input pixel
+  const int R = s.KHW * s.Mg;        // reduction length
+
+  // A loader: weights, input channel column a_m.
+  const int a_m = tid % BM, a_r0 = (tid / BM) * A_ROWS;
+  const bool a_ok = m0 + a_m < s.Cg;
+  const acc_t* wg = wp + (int64_t)g * R * s.Cg + (a_ok ? m0 + a_m : 0);
+
+  // B loader: grad_output gathered for input pixel bcol.
+  const int b_c = tid % BN, b_r0 = (tid / BN) * B_ROWS;
+  const int bcol = col0 + b_c;
+  const bool b_ok = bcol < s.nin;
+  int bn = 0, bih = 0, biw = 0;
+  if (b_ok) {
+    bn = bcol / s.HW;
+    const int q = bcol - bn * s.HW;
+    bih = q / s.W;
+    biw = q - bih * s.W;
+  }
+  const scalar_t* gn = go + ((int64_t)bn * s.Cout + (int64_t)g * s.Mg) * s.HoWo;
+
+  // Which output position (if any) tap t of this pixel reads from.
+  auto tap_offset = [&](int t, int& off) -> bool {
+    if (!b_ok || t >= s.KHW) return false;
+    const int i = t / s.kw, j = t - i * s.kw;
+    const int ohs = bih + s.ph - i * s.dh, ows = biw + s.pw - j * s.dw;
+    if (ohs < 0 || ows < 0 || ohs % s.sh != 0 || ows % s.sw != 0) return false;
+    const int oh = ohs / s.sh, ow = ows / s.sw;
+    if (oh >= s.Ho || ow >= s.Wo) return false;
+    off = oh * s.Wo + ow;
+    return true;
+  };
+
+  acc_t ra[A_ROWS], rb[B_ROWS];
+  auto load_stage = [&](int k0) {
+#pragma unroll
+    for (int r = 0; r < A_ROWS; ++r) {
+      const int kr = k0 + a_r0 + r;
+      ra[r] = (a_ok && kr < R) ? wg[(int64_t)kr * s.Cg] : acc_t(0);
+    }
+    const int kr = k0 + b_r0;
+    int t = kr / s.Mg, co = kr - t * s.Mg;
+    int off = 0;
+    bool valid = tap_offset(t, off);
+#pragma unroll
+    for (int r = 0; r < B_ROWS; ++r) {
+      rb[r] = valid ? static_cast<acc_t>(gn[(int64_t)co * s.HoWo + off]) : acc_t(0);
+      if (++co == s.Mg) {
+        co = 0;
+        ++t;
+        valid = tap_offset(t, off);
+      }
+    }
+  };
+  auto store_stage = [&](int buf) {
+#pragma unroll
+    for (int r = 0; r < A_ROWS; ++r) As[buf][(a_r0 + r) * LDA + a_m] = ra[r];
+#pragma unroll
+    for (int r = 0; r < B_ROWS; ++r) Bs[buf][(b_r0 + r) * LDB + b_c] = rb[r];
+  };
+
+  // aux = X at each accumulator's (input channel, input pixel).
+  acc_t acc[TM][TN], aux[TM][TN];
+#pragma unroll
+  for (int c = 0; c < TN; ++c) {
+    const int col = col0 + col_of<Cfg>(c, tx);
+    const bool cok = col < s.nin;
+    const int n = cok ? col / s.HW : 0;
+    const int q = col - n * s.HW;
+#pragma unroll
+    for (int r = 0; r < TM; ++r) {
+      const int ci = m0 + row_of<Cfg>(r, ty);
+      acc[r][c] = acc_t(0);
+      aux[r][c] = (cok && ci < s.Cg)
+                      ? static_cast<acc_t>(x[((int64_t)n * s.C + (int64_t)g * s.Cg + ci) * s.HW + q])
+                      : acc_t(0);
+    }
+  }
+
+  const int stages = (R + BK - 1) / BK;
+  if (stages > 0) {
+    load_stage(0);
+    store_stage(0);
+    __syncthreads();
+    for (int t = 0; t < stages; ++t) {
+      const int cur = t & 1;
+      if (t + 1 < stages) load_stage((t + 1) * BK);
+      tile_mac<M, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
+      if (t + 1 < stages) store_stage(cur ^ 1);
+      __syncthreads();
+    }
+  }
+
+#pragma unroll
+  for (int c = 0; c < TN; ++c) {
+    const int col = col0 + col_of<Cfg>(c, tx);
+    if (col >= s.nin) continue;
+    const int n = col / s.HW, q = col - n * s.HW;
+#pragma unroll
+    for (int r = 0; r < TM; ++r) {
+      const int ci = m0 + row_of<Cfg>(r, ty);
+      if (ci < s.Cg) dx[((int64_t)n * s.C + (int64_t)g * s.Cg + ci) * s.HW + q] = static_cast<scalar_t>(acc[r][c]);
+    }
+  }
+}
+
+// ----------------------------------------------------------------- configurations
+
+// 64×128 block tile, 16-deep stages, 4×8 accumulators per thread, 256 threads.
+// fp64 halves the tile so two stages of shared memory stay well under 48 KiB.
+template <typename acc_t>
+struct GemmConfig {
+  using type = TileConfig<64, 128, 16, 4, 8>;
+};
+template <>
+struct GemmConfig<double> {
+  using type = TileConfig<64, 64, 8, 4, 4>;
+};
+// grad_weight: the N side (taps) is short (Cin/g·k²), so a square 64×64 tile.
+template <typename acc_t>
+struct GradWeightConfig {
+  using type = TileConfig<64, 64, 16, 4, 4>;
+};
+template <>
+struct GradWeightConfig<double> {
+  using type = TileConfig<64, 64, 8, 4, 4>;
+};
+
+}  // namespace cuda_kernels
+}  // namespace addersr

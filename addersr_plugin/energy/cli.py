@@ -1,0 +1,90 @@
+"""``addersr energy``: count a network's operations and energy from its option file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+from .counter import BN_MODES, check_bn_mode
+from .errors import EnergyError, OptionFileError
+from .network import count_option_file, parse_hr_size
+from .report import comparison, comparison_text, conventions_text, network_text, per_layer_text, report_json
+from .rules import CONVENTIONS, check_convention
+from .table import PRECISIONS, energy_table
+
+PROG = "addersr energy"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Count the multiplications, additions and energy of an option file's network_g for one "
+                    "image, without running real compute (meta device), and compare an adder network with its CNN.")
+    parser.add_argument("-opt", required=True, metavar="FILE", help="BasicSR option file (the adder network)")
+    parser.add_argument("--vs", metavar="CNN.yml", help="option file of the network to compare against")
+    parser.add_argument("--hr-size", default="1280x720", metavar="WxH",
+                        help="output (HR) size; the LR input is this divided by the scale (default 1280x720)")
+    parser.add_argument("--precision", default="fp32", metavar="P",
+                        help=f"arithmetic precision for the energy table: {', '.join(PRECISIONS)} (default fp32)")
+    parser.add_argument("--bn", default="folded", metavar="MODE",
+                        help=f"batch norm pricing: {', '.join(BN_MODES)} (default folded, i.e. inference)")
+    parser.add_argument("--convention", default="paper", metavar="C",
+                        help=f"dot-product counting: {', '.join(CONVENTIONS)} (default paper: MAC = 1 mul + 1 add, "
+                             "adder MAC = 2 adds)")
+    parser.add_argument("--per-layer", action="store_true", help="also print a per-layer breakdown")
+    parser.add_argument("--json", metavar="OUT.json", help="write the full report (per layer included) as JSON")
+    return parser
+
+
+def run(args: argparse.Namespace, out=sys.stdout) -> None:
+    table = energy_table(args.precision)
+    check_convention(args.convention)
+    check_bn_mode(args.bn)
+    hr_size = parse_hr_size(args.hr_size)
+    counted = count_option_file(args.opt, hr_size, convention=args.convention, bn=args.bn)
+    networks = [counted]
+    cnn = None
+    if args.vs:
+        cnn = count_option_file(args.vs, hr_size, convention=args.convention, bn=args.bn)
+        if cnn.scale != counted.scale:
+            raise OptionFileError(f"cannot compare a x{counted.scale} network ({args.opt}) with a x{cnn.scale} "
+                                  f"one ({args.vs})")
+        networks.append(cnn)
+    for nc in networks:
+        print(network_text(nc, table), file=out)
+        print(file=out)
+    comp = None
+    if cnn is not None:
+        comp = comparison(counted, cnn, table)
+        print(comparison_text(counted, cnn, table), file=out)
+        print(file=out)
+    if args.per_layer:
+        for nc in networks:
+            print(per_layer_text(nc, table), file=out)
+            print(file=out)
+    print(conventions_text(table, args.convention, args.bn), file=out)
+    if args.json:
+        doc = report_json(networks, table, comp)
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=1)
+        os.replace(tmp, args.json)  # never leave a half-written report under the real name
+        print(f"wrote {args.json}", file=out)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``addersr energy`` and ``python -m addersr_plugin.energy``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
+        return int(e.code or 0)
+    try:
+        run(args)
+    except EnergyError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,98 @@
+"""The ``addersr`` console command: dataset tools, upscaling, the demo and energy counts.
+
+    addersr data div2k --hr DIR [--lr-root DIR] [--out datasets/DIV2K] [--scales 2 3 4]
+    addersr data benchmark --hr DIR --name Set5 [--out datasets/benchmark] [--scales 2 3 4]
+    addersr data demo [--out demo_output/datasets] [--scale 2]
+    addersr upscale --opt OPT --model PTH --input IMG_OR_DIR --output DIR [--tile N]
+    addersr demo [...]
+    addersr energy ...
+
+``upscale``, ``demo`` and ``energy`` own their argument parsers; they are imported only
+when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..data.errors import DatasetError
+
+PROG = "addersr"
+_DELEGATED = {
+    "upscale": ("addersr_plugin.upscale", "upscale images with a trained net_g_*.pth"),
+    "demo": ("addersr_plugin.demo", "build the photo demo set, train AdderEDSR and EDSR x2 on CPU, compare"),
+    "energy": ("addersr_plugin.energy", "count multiplications/additions and energy of a model"),
+}
+
+
+def _data_parser(sub) -> None:
+    data = sub.add_parser("data", help="build BasicSR datasets (LMDBs, benchmark folders)")
+    kinds = data.add_subparsers(dest="kind", metavar="{div2k,benchmark,demo}", required=True)
+
+    d = kinds.add_parser("div2k", help="DIV2K HR (+LR) -> sub-image LMDBs for training")
+    d.add_argument("--hr", required=True, help="folder of HR images, e.g. DIV2K_train_HR")
+    d.add_argument("--lr-root", default=None,
+                   help="folder with X2/, X3/, X4/ of DIV2K's LR images (0001x2.png ...); "
+                        "default: make LR with MATLAB bicubic")
+    d.add_argument("--out", default="datasets/DIV2K", help="output folder (default datasets/DIV2K)")
+    d.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    d.add_argument("--crop", type=int, default=480, help="HR sub-image size (default 480)")
+    d.add_argument("--step", type=int, default=240, help="HR sub-image stride (default 240)")
+    d.add_argument("--workers", type=int, default=1, help="processes for cropping (default 1)")
+
+    b = kinds.add_parser("benchmark", help="a benchmark test set (Set5, Set14, B100, Urban100) from HR images")
+    b.add_argument("--hr", required=True, help="folder of the set's HR images")
+    b.add_argument("--name", required=True, help="set name, e.g. Set5")
+    b.add_argument("--out", default="datasets/benchmark", help="output root (default datasets/benchmark)")
+    b.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+
+    m = kinds.add_parser("demo", help="the real-photo demo set from scikit-image's photos")
+    m.add_argument("--out", default="demo_output/datasets", help="output folder (default demo_output/datasets)")
+    m.add_argument("--scale", type=int, default=2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="AdderSR tools. Training and testing go through `basicsr train|test -opt FILE`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{data,upscale,demo,energy}", required=True)
+    _data_parser(sub)
+    for name, (_module, help_text) in _DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _run_data(args: argparse.Namespace) -> None:
+    if args.kind == "div2k":
+        from ..data.div2k import prepare_div2k
+
+        paths = prepare_div2k(args.hr, args.out, scales=args.scales, lr_root=args.lr_root,
+                              crop=args.crop, step=args.step, workers=args.workers)
+    elif args.kind == "benchmark":
+        from ..data.benchmark import prepare_benchmark
+
+        paths = {args.name: prepare_benchmark(args.hr, args.out, args.name, args.scales)}
+    else:
+        from ..data.demo_set import prepare_demo_set
+
+        paths = prepare_demo_set(args.out, args.scale)
+    for label, path in paths.items():
+        print(f"{label}: {path}")
+
+
+def addersr_main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _DELEGATED:
+        import importlib
+
+        module = importlib.import_module(_DELEGATED[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    try:
+        _run_data(args)
+    except DatasetError as exc:
+        print(f"{PROG} data {args.kind}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

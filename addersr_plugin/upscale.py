@@ -1,0 +1,145 @@
+"""Upscale images with a trained BasicSR generator: ``addersr upscale``.
+
+    addersr upscale --opt OPT.yml --model net_g_X.pth --input IMG_OR_DIR --output DIR [--tile N --tile-pad P]
+
+The network is built from ``network_g`` of the option file (any arch in BasicSR's registry,
+the AdderSR ones included) and loads ``params_ema`` when the checkpoint has it, else
+``params``. Large images are processed in tiles of N×N LR pixels, each with P pixels of
+context on every side that are cut away after upscaling, so tiles join without seams as long
+as P covers the network's receptive field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+from .data.errors import DatasetError
+from .data.images import IMAGE_EXTENSIONS, read_image, scan_images, write_png
+
+
+class UpscaleError(ValueError):
+    """The model, option file or input cannot be used for upscaling."""
+
+
+def load_generator(opt_path: str, model_path: str, param_key: str | None = None, device="cpu"):
+    """Build ``network_g`` of ``opt_path`` and load ``model_path``; returns (net, scale, key used)."""
+    from basicsr.archs import build_network
+
+    from .cli.preflight import OptionError, check_arch, load_options
+
+    try:
+        opt = load_options(opt_path)
+        check_arch(opt, opt_path)
+    except OptionError as exc:
+        raise UpscaleError(str(exc)) from exc
+    net_opt = dict(opt["network_g"])
+    scale = int(opt.get("scale") or net_opt.get("upscale") or 0)
+    if scale < 1:
+        raise UpscaleError(f"{opt_path}: neither 'scale' nor network_g.upscale is set")
+    if not os.path.isfile(model_path):
+        raise UpscaleError(f"model file not found: {model_path}")
+    try:
+        ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UpscaleError(f"cannot load {model_path}: {exc}") from exc
+    if not isinstance(ckpt, dict):
+        raise UpscaleError(f"{model_path} is not a BasicSR checkpoint (a dict of state dicts)")
+    if param_key is None:
+        param_key = "params_ema" if "params_ema" in ckpt else "params"
+    if param_key not in ckpt:
+        raise UpscaleError(f"{model_path} has no {param_key!r}; it holds: {', '.join(map(str, ckpt))}")
+    state = {k[7:] if k.startswith("module.") else k: v for k, v in ckpt[param_key].items()}
+    net = build_network(net_opt)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise UpscaleError(f"{model_path} does not match network_g of {opt_path}: {exc}") from exc
+    return net.to(device).eval(), scale, param_key
+
+
+@torch.inference_mode()
+def upscale_tensor(net, lq: torch.Tensor, scale: int, tile: int | None = None, tile_pad: int = 10) -> torch.Tensor:
+    """``net(lq)`` for an (N, C, H, W) tensor, optionally tile by tile with ``tile_pad`` context."""
+    if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
+        return net(lq)
+    if tile < 1 or tile_pad < 0:
+        raise UpscaleError(f"tile must be >= 1 and tile_pad >= 0, got {tile} and {tile_pad}")
+    n, _, h, w = lq.shape
+    out = None
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            t0, l0 = max(top - tile_pad, 0), max(left - tile_pad, 0)
+            t1, l1 = min(bottom + tile_pad, h), min(right + tile_pad, w)
+            sr = net(lq[:, :, t0:t1, l0:l1])
+            if out is None:
+                out = sr.new_empty(n, sr.shape[1], h * scale, w * scale)
+            y, x = (top - t0) * scale, (left - l0) * scale
+            out[:, :, top * scale:bottom * scale, left * scale:right * scale] = \
+                sr[:, :, y:y + (bottom - top) * scale, x:x + (right - left) * scale]
+    return out
+
+
+def upscale_image(net, img: np.ndarray, scale: int, tile: int | None = None, tile_pad: int = 10,
+                  device="cpu") -> np.ndarray:
+    """Upscale a uint8 HWC BGR image (as read by OpenCV); returns uint8 HWC BGR."""
+    from basicsr.utils import img2tensor, tensor2img
+
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    lq = img2tensor(img.astype(np.float32) / 255.0, bgr2rgb=True, float32=True).unsqueeze(0).to(device)
+    sr = upscale_tensor(net, lq, scale, tile, tile_pad)
+    if not torch.isfinite(sr).all():
+        raise UpscaleError("the network produced NaN/Inf; the checkpoint is probably broken")
+    return tensor2img(sr, rgb2bgr=True, min_max=(0, 1))
+
+
+def _inputs(path: str) -> list[str]:
+    if os.path.isdir(path):
+        return [os.path.join(path, n) for n in scan_images(path)]
+    if os.path.isfile(path):
+        if not path.lower().endswith(IMAGE_EXTENSIONS):
+            raise UpscaleError(f"not an image file ({', '.join(IMAGE_EXTENSIONS)}): {path}")
+        return [path]
+    raise UpscaleError(f"input does not exist: {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="addersr upscale", description=__doc__.split("\n\n")[0])
+    p.add_argument("--opt", required=True, help="option YAML with the network_g used for training")
+    p.add_argument("--model", required=True, help="trained checkpoint, e.g. experiments/NAME/models/net_g_latest.pth")
+    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument("--output", required=True, help="output folder (created); files are <name>_x<scale>.png")
+    p.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (default: whole image)")
+    p.add_argument("--tile-pad", type=int, default=10, help="context pixels around each tile (default 10)")
+    p.add_argument("--param-key", default=None, help="checkpoint key (default: params_ema if present, else params)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        files = _inputs(args.input)
+        net, scale, key = load_generator(args.opt, args.model, args.param_key, args.device)
+        print(f"Loaded {key!r} weights from {args.model} (x{scale})")
+        os.makedirs(args.output, exist_ok=True)
+        for path in files:
+            img = read_image(path)
+            sr = upscale_image(net, img, scale, args.tile, args.tile_pad, args.device)
+            out = os.path.join(args.output, f"{os.path.splitext(os.path.basename(path))[0]}_x{scale}.png")
+            write_png(out, sr)
+            print(f"{path} ({img.shape[1]}x{img.shape[0]}) -> {out} ({sr.shape[1]}x{sr.shape[0]})")
+    except (UpscaleError, DatasetError) as exc:
+        print(f"addersr upscale: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, out=sys.stdout) -> None:
+def run(args: argparse.Namespace, out=None) -> None:
+    out = sys.stdout if out is None else out
     table = energy_table(args.precision)
     check_convention(args.convention)
     check_bn_mode(args.bn)

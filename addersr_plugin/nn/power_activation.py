@@ -2,7 +2,8 @@
 
 alpha > 1 sharpens (boosts high-frequency detail), alpha < 1 smooths. alpha stays > 0
 because the layer learns ``log_alpha`` and uses ``alpha = exp(log_alpha)``: every real
-value of the parameter is a valid alpha, so no optimiser step or clamp can break it.
+value of the parameter is a valid alpha, so no optimiser step can make it negative or zero
+(short of ``log_alpha`` below about -87, where ``exp`` underflows in fp32; no clamp is needed).
 
 Post-ReLU features are often exactly zero, where ``|y|^alpha`` has an infinite slope for
 alpha < 1 and the alpha-gradient ``|y|^alpha * log|y|`` is ``0 * -inf``. Below ``eps`` the

@@ -1,0 +1,208 @@
+"""AdderEDSR, AdderVDSR and VDSR: shapes, composition, ablation switches, training behaviour."""
+
+import pytest
+import torch
+from torch import nn
+
+import addersr_plugin  # noqa: F401
+from addersr_plugin.archs import VDSR, AdderEDSR, AdderVDSR
+from addersr_plugin.nn import AdderConv2d, PowerActivation, ShortcutAdderBlock
+from basicsr.archs.edsr_arch import EDSR
+
+TINY_EDSR = dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2)
+TINY_VDSR = dict(num_feat=8, num_layer=4)
+
+
+def _count(net, cls):
+    return sum(isinstance(m, cls) for m in net.modules())
+
+
+def _nparams(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("make", [
+    lambda s: AdderEDSR(upscale=s, **TINY_EDSR),
+    lambda s: AdderEDSR(upscale=s, adder_upsampler=True, **TINY_EDSR),
+    lambda s: AdderVDSR(upscale=s, **TINY_VDSR),
+    lambda s: VDSR(upscale=s, **TINY_VDSR),
+], ids=["AdderEDSR", "AdderEDSR-adder-up", "AdderVDSR", "VDSR"])
+def test_output_shape_odd_sizes(make, scale):
+    torch.manual_seed(0)
+    net = make(scale)
+    out = net(torch.rand(2, 3, 7, 5))
+    assert out.shape == (2, 3, 7 * scale, 5 * scale)
+    assert torch.isfinite(out).all()
+
+
+def test_unsupported_upscale_named():
+    with pytest.raises(ValueError, match="AdderEDSR: upscale 5 is not supported"):
+        AdderEDSR(upscale=5, **TINY_EDSR)
+    with pytest.raises(ValueError, match="AdderVDSR: upscale must be a positive int"):
+        AdderVDSR(upscale=0, **TINY_VDSR)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: AdderEDSR(1, 1, num_feat=8, num_block=1), "rgb_mean has 3 values but the image has 1 channels"),
+    (lambda: AdderEDSR(3, 1, num_feat=8, num_block=1), "num_out_ch \\(1\\) must equal num_in_ch \\(3\\)"),
+    (lambda: AdderVDSR(num_layer=1), "num_layer must be >= 2"),
+    (lambda: VDSR(num_in_ch=1, num_out_ch=3), "must equal num_in_ch"),
+    (lambda: AdderEDSR(num_block=0, num_in_ch=3, num_out_ch=3), "num_block must be a positive int"),
+])
+def test_bad_arguments_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_single_channel_edsr_with_matching_mean():
+    net = AdderEDSR(1, 1, num_feat=8, num_block=1, upscale=2, rgb_mean=(0.44,))
+    assert net(torch.rand(1, 1, 5, 5)).shape == (1, 1, 10, 10)
+
+
+@pytest.mark.parametrize("num_block, adder_up, scale", [(2, False, 4), (3, True, 4), (1, True, 3), (2, True, 2)])
+def test_adder_edsr_composition(num_block, adder_up, scale):
+    net = AdderEDSR(upscale=scale, adder_upsampler=adder_up, **dict(TINY_EDSR, num_block=num_block))
+    up_steps = {2: 1, 3: 1, 4: 2}[scale] if adder_up else 0
+    units = 2 * num_block + 1  # two per residual block + conv_after_body
+    assert _count(net, ShortcutAdderBlock) == units
+    assert _count(net, AdderConv2d) == units + up_steps
+    assert _count(net, nn.BatchNorm2d) == units + up_steps
+    assert _count(net, PowerActivation) == units + up_steps
+    assert _count(net, nn.ReLU) == num_block  # only where EDSR's block has its ReLU
+    convs = _count(net, nn.Conv2d)
+    assert convs == 2 + ({2: 1, 3: 1, 4: 2}[scale] if not adder_up else 0)  # head, tail, conv upsampler
+
+
+def test_adder_vdsr_composition():
+    net = AdderVDSR(num_layer=7, num_feat=8)
+    assert _count(net, AdderConv2d) == 5
+    assert _count(net, nn.BatchNorm2d) == 5 and _count(net, PowerActivation) == 5
+    assert _count(net, nn.Conv2d) == 2
+    assert _count(net, nn.ReLU) == 6  # after conv_first and after every adder unit
+    assert all(b.shortcut for b in net.modules() if isinstance(b, ShortcutAdderBlock))
+
+
+@pytest.mark.parametrize("net", [VDSR(num_layer=6, num_feat=8), EDSR(3, 3, num_feat=8, num_block=2)],
+                         ids=["VDSR", "EDSR"])
+def test_cnn_counterparts_contain_no_adder_parts(net):
+    assert _count(net, AdderConv2d) == 0 and _count(net, PowerActivation) == 0 and _count(net, nn.BatchNorm2d) == 0
+
+
+@pytest.mark.parametrize("switch, cls", [
+    (dict(norm=None), nn.BatchNorm2d), (dict(power_act=False), PowerActivation),
+])
+@pytest.mark.parametrize("arch", [AdderEDSR, AdderVDSR])
+def test_ablation_switch_removes_part(arch, switch, cls):
+    kwargs = TINY_EDSR if arch is AdderEDSR else TINY_VDSR
+    assert _count(arch(**kwargs), cls) > 0
+    net = arch(**kwargs, **switch)
+    assert _count(net, cls) == 0
+    assert torch.isfinite(net(torch.rand(1, 3, 5, 5))).all()
+
+
+@pytest.mark.parametrize("arch", [AdderEDSR, AdderVDSR])
+def test_ablation_no_shortcut_and_sign_grad(arch):
+    kwargs = TINY_EDSR if arch is AdderEDSR else TINY_VDSR
+    net = arch(**kwargs, shortcut=False, input_grad="sign", eta=None)
+    blocks = [m for m in net.modules() if isinstance(m, ShortcutAdderBlock)]
+    assert blocks and not any(b.shortcut for b in blocks)
+    adders = [m for m in net.modules() if isinstance(m, AdderConv2d)]
+    assert all(a.input_grad == "sign" and a.eta is None for a in adders)
+
+
+def test_self_shortcut_changes_the_function():
+    torch.manual_seed(0)
+    # Train mode: with BN's initial running stats (eval mode) the adder outputs, all about
+    # -sum|x - w| << 0, are cut to zero by ReLU with or without the shortcut.
+    a = AdderVDSR(**TINY_VDSR)
+    b = AdderVDSR(**TINY_VDSR, shortcut=False)
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(2, 3, 6, 6)
+    assert not torch.allclose(a(x), b(x))
+
+
+def test_adder_edsr_param_count_relates_to_edsr():
+    # Each body conv (bias, 3x3, C->C) becomes an adder layer (no bias) + BN (2C) + alpha (1).
+    for feat, blocks, scale in [(64, 16, 2), (64, 16, 3), (256, 32, 4)]:
+        cnn = _nparams(EDSR(3, 3, feat, blocks, scale))
+        adder = _nparams(AdderEDSR(3, 3, feat, blocks, scale))
+        body_convs = 2 * blocks + 1
+        assert adder == cnn + body_convs * (-feat + 2 * feat + 1)
+
+
+def test_adder_vdsr_param_count_relates_to_vdsr():
+    cnn, adder = _nparams(VDSR()), _nparams(AdderVDSR())
+    assert adder == cnn + 18 * (-64 + 2 * 64 + 1)
+    # VDSR's published size: 20 layers of 3x3, 64 channels, RGB in/out here
+    assert cnn == 3 * 64 * 9 + 64 + 18 * (64 * 64 * 9 + 64) + 64 * 3 * 9 + 3
+
+
+@pytest.mark.parametrize("arch", [AdderEDSR, AdderVDSR])
+def test_gradients_reach_every_parameter_and_step_changes_alpha(arch):
+    torch.manual_seed(0)
+    kwargs = dict(TINY_EDSR, upscale=2, adder_upsampler=True) if arch is AdderEDSR else dict(TINY_VDSR, upscale=2)
+    net = arch(**kwargs)
+    lq, gt = torch.rand(2, 3, 6, 6), torch.rand(2, 3, 12, 12)
+    nn.functional.l1_loss(net(lq), gt).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    zero = [n for n, p in net.named_parameters() if p.grad.abs().sum() == 0]
+    assert not zero
+    alphas = {n: p.detach().clone() for n, p in net.named_parameters() if n.endswith("log_alpha")}
+    assert alphas
+    torch.optim.Adam(net.parameters(), lr=1e-3).step()
+    params = dict(net.named_parameters())
+    assert all(not torch.equal(params[n], v) for n, v in alphas.items())
+
+
+@pytest.mark.parametrize("arch", [AdderEDSR, AdderVDSR, VDSR])
+def test_state_dict_round_trip(arch, tmp_path):
+    torch.manual_seed(0)
+    kwargs = TINY_EDSR if arch is AdderEDSR else TINY_VDSR
+    net = arch(**kwargs)
+    net(torch.rand(4, 3, 6, 6))  # move BN running stats away from their init
+    net.eval()
+    torch.save(net.state_dict(), tmp_path / "net.pth")
+    torch.manual_seed(1)
+    other = arch(**kwargs)
+    other.load_state_dict(torch.load(tmp_path / "net.pth", weights_only=True))
+    other.eval()
+    x = torch.rand(1, 3, 5, 7)
+    torch.testing.assert_close(other(x), net(x))
+    assert "mean_shift.mean" not in net.state_dict()  # like basicsr's EDSR: mean is not a weight
+
+
+def test_eval_mode_uses_bn_running_stats():
+    torch.manual_seed(0)
+    net = AdderVDSR(**TINY_VDSR)
+    for _ in range(3):
+        net(torch.rand(4, 3, 6, 6))
+    net.eval()
+    bn = next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+    assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+    before = bn.running_mean.clone()
+    x = torch.rand(2, 3, 6, 6)
+    both = net(x)
+    # per-sample results do not depend on the rest of the batch in eval mode
+    torch.testing.assert_close(net(x[:1]), both[:1])
+    assert torch.equal(bn.running_mean, before)
+
+
+@pytest.mark.parametrize("arch", [AdderEDSR, AdderVDSR])
+def test_no_nan_with_zero_input_and_small_alpha(arch):
+    torch.manual_seed(0)
+    kwargs = TINY_EDSR if arch is AdderEDSR else TINY_VDSR
+    net = arch(**kwargs, alpha_init=0.5, power_per_channel=True)
+    x = torch.zeros(2, 3, 5, 5)
+    out = net(x)
+    out.abs().mean().backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    net.eval()
+    assert torch.isfinite(net(x)).all()
+
+
+def test_mean_buffer_follows_dtype():
+    net = AdderEDSR(upscale=2, **TINY_EDSR).double()
+    assert net(torch.rand(1, 3, 4, 4, dtype=torch.float64)).dtype == torch.float64

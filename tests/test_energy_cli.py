@@ -58,6 +58,22 @@ def test_exact_convention_and_unfolded_bn(capsys):
     assert "counting convention 'exact'" in out and "batch norm: unfolded" in out
 
 
+def test_set_overrides_network_g(tmp_path, capsys):
+    path = str(TRAIN / "AdderVDSR" / "train_AdderVDSR_x2.yml")
+    out_json = tmp_path / "r.json"
+    assert main(["-opt", path, "--set", "power_act=false", "--set", "num_in_ch=1", "--set", "num_out_ch=1",
+                 "--hr-size", "64x32", "--json", str(out_json)]) == 0
+    net = json.loads(out_json.read_text())["networks"][0]
+    assert "power" not in net["categories"] and net["input_shape"] == [1, 1, 16, 32]
+    assert "[power_act=False, num_in_ch=1, num_out_ch=1]" in net["label"]
+    assert main(["-opt", path, "--set", "power_act"]) == 2
+    assert "--set expects KEY=VALUE for a network_g key other than type, got 'power_act'" in capsys.readouterr().err
+    assert main(["-opt", path, "--vs-set", "num_in_ch=1"]) == 2
+    assert "--vs-set needs --vs" in capsys.readouterr().err
+    assert main(["-opt", path, "--set", "no_such_arg=1"]) == 2
+    assert "cannot build network_g of type 'AdderVDSR'" in capsys.readouterr().err
+
+
 def test_hr_size_parsing():
     assert parse_hr_size("1280x720") == (1280, 720)
     assert parse_hr_size(" 64X48 ") == (64, 48)

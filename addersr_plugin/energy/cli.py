@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--convention", default="paper", metavar="C",
                         help=f"dot-product counting: {', '.join(CONVENTIONS)} (default paper: MAC = 1 mul + 1 add, "
                              "adder MAC = 2 adds)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override network_g.KEY of -opt (value read as YAML), e.g. --set power_act=false; "
+                             "repeatable")
+    parser.add_argument("--vs-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="the same for the --vs network")
     parser.add_argument("--per-layer", action="store_true", help="also print a per-layer breakdown")
     parser.add_argument("--json", metavar="OUT.json", help="write the full report (per layer included) as JSON")
     return parser
@@ -45,11 +50,13 @@ def run(args: argparse.Namespace, out=None) -> None:
     check_convention(args.convention)
     check_bn_mode(args.bn)
     hr_size = parse_hr_size(args.hr_size)
-    counted = count_option_file(args.opt, hr_size, convention=args.convention, bn=args.bn)
+    counted = count_option_file(args.opt, hr_size, convention=args.convention, bn=args.bn, overrides=args.set)
     networks = [counted]
     cnn = None
+    if args.vs_set and not args.vs:
+        raise OptionFileError("--vs-set needs --vs")
     if args.vs:
-        cnn = count_option_file(args.vs, hr_size, convention=args.convention, bn=args.bn)
+        cnn = count_option_file(args.vs, hr_size, convention=args.convention, bn=args.bn, overrides=args.vs_set)
         if cnn.scale != counted.scale:
             raise OptionFileError(f"cannot compare a x{counted.scale} network ({args.opt}) with a x{cnn.scale} "
                                   f"one ({args.vs})")

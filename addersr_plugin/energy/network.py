@@ -151,9 +151,27 @@ def count_network(network_opt: Mapping[str, Any], scale: int, hr_size: Tuple[int
                         convention=convention, bn=bn, records=records)
 
 
-def count_option_file(path: str, hr_size: Tuple[int, int], *, convention: str = "paper",
-                      bn: str = "folded") -> NetworkCount:
+def parse_override(text: str) -> Tuple[str, Any]:
+    """``"power_act=false"`` -> ("power_act", False); the value is read as YAML, like the option file."""
+    import yaml
+
+    key, sep, value = text.partition("=") if isinstance(text, str) else ("", "", "")
+    if not sep or not key.strip() or key.strip() == "type":
+        raise OptionFileError(f"--set expects KEY=VALUE for a network_g key other than type, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise OptionFileError(f"--set {text!r}: the value is not valid YAML: {e}") from None
+
+
+def count_option_file(path: str, hr_size: Tuple[int, int], *, convention: str = "paper", bn: str = "folded",
+                      overrides: Optional[List[str]] = None) -> NetworkCount:
+    """Count the ``network_g`` of the option file at ``path``, with ``KEY=VALUE`` overrides applied."""
     opt = load_option_file(path)
+    pairs = [parse_override(o) for o in overrides or []]
+    opt["network_g"].update(pairs)
     scale = network_scale(opt, path)
-    return count_network(opt["network_g"], scale, hr_size, convention=convention, bn=bn,
-                         label=f"{opt['network_g']['type']} ({path})", where=path)
+    label = f"{opt['network_g']['type']} ({path})"
+    if pairs:
+        label += " [" + ", ".join(f"{k}={v}" for k, v in pairs) + "]"
+    return count_network(opt["network_g"], scale, hr_size, convention=convention, bn=bn, label=label, where=path)

@@ -1,4 +1,12 @@
-"""``addersr energy``: count a network's operations and energy from its option file."""
+"""``addersr energy``: count a network's operations and energy from its option file.
+
+    addersr energy -opt ADDER.yml [--vs CNN.yml] [--hr-size 1280x720] [--precision fp32|fp16|int32|int8]
+                   [--bn folded|unfolded] [--convention paper|exact] [--set KEY=VALUE ...]
+                   [--vs-set KEY=VALUE ...] [--per-layer] [--json OUT.json]
+
+Also ``python -m addersr_plugin.energy``. Bad input exits with status 2 and one
+``addersr energy: error: ...`` line on stderr.
+"""
 
 from __future__ import annotations
 

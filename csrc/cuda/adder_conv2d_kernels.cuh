@@ -56,10 +56,10 @@ __device__ __forceinline__ float abs_val(float v) { return fabsf(v); }
 __device__ __forceinline__ double abs_val(double v) { return fabs(v); }
 __device__ __forceinline__ float clamp_unit(float v) { return fminf(fmaxf(v, -1.f), 1.f); }
 __device__ __forceinline__ double clamp_unit(double v) { return fmin(fmax(v, -1.0), 1.0); }
-// sign with sign(0) = 0, as torch.sign.
+// v·sign(d) with sign(0) = 0 (torch.sign), as selects: no int->float conversion.
 template <typename T>
-__device__ __forceinline__ T sign_val(T v) {
-  return static_cast<T>((v > T(0)) - (v < T(0)));
+__device__ __forceinline__ T times_sign(T v, T d) {
+  return d > T(0) ? v : (d < T(0) ? -v : T(0));
 }
 
 template <Mode M, typename T>
@@ -69,11 +69,11 @@ __device__ __forceinline__ void mac(T& acc, T a, T b, T aux) {
   } else if constexpr (M == Mode::GradWeightFull) {
     acc += a * (b - aux);  // a = g, b = x, aux = w
   } else if constexpr (M == Mode::GradWeightSign) {
-    acc += a * sign_val(b - aux);
+    acc += times_sign(a, b - aux);
   } else if constexpr (M == Mode::GradInputHardtanh) {
     acc += b * clamp_unit(a - aux);  // a = w, b = g, aux = x
   } else {
-    acc += b * sign_val(a - aux);
+    acc += times_sign(b, a - aux);
   }
 }
 

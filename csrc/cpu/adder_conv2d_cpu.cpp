@@ -33,38 +33,50 @@ constexpr int64_t MR = 6;
 constexpr int64_t KR = 4;
 template <typename T>
 constexpr int64_t nr() { return 2 * Vectorized<T>::size(); }
-// Pixel panels per work item: bounds the packed buffer to K × 8·NR values.
-constexpr int64_t kPanelsPerChunk = 8;
+// Pixels per work item ("chunk"): packed buffers hold K × kChunk values, far less
+// than one image's im2col, and stay in L2.
+constexpr int64_t kChunkPanels = 8;
+template <typename T>
+constexpr int64_t chunk_pixels() { return kChunkPanels * nr<T>(); }
+
+int64_t ceil_div_nonneg(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
 
 // ---------------------------------------------------------------------------
 // Packing
 
-// Packs the patches of output pixels [p0, p0 + count) of image `x` (one group's
-// channels, contiguous CHW) into panels of NR pixels: panel[k][c], k over the
-// group's taps (ci, i, j), padded taps and pixels beyond `count` set to zero.
-// `k_rows` >= K lets the backward read whole KR-row tiles past the last tap.
+// im2col of output pixels [p0, p0 + count) of one image's group channels `x`
+// (contiguous CHW) into cols[k][c] (row stride CP = chunk_pixels), k over the
+// group's taps (ci, i, j). Padded taps, pixels past `count` and rows in
+// [K, k_rows) are zero. Runs of one output row are copied without per-element
+// bounds checks (a plain copy when the stride is 1).
 template <typename T>
-void pack_patches(const T* x, const Geometry& g, int64_t p0, int64_t count, int64_t k_rows, T* panels) {
-  constexpr int64_t NR = nr<T>();
-  const int64_t n_panels = (count + NR - 1) / NR;
-  std::fill(panels, panels + n_panels * k_rows * NR, T(0));
-  // Top-left input coordinate of each pixel's receptive field.
-  int64_t ih0[kPanelsPerChunk * NR], iw0[kPanelsPerChunk * NR];
-  for (int64_t c = 0; c < count; ++c) {
-    const int64_t p = p0 + c, oh = p / g.Wo, ow = p % g.Wo;
-    ih0[c] = oh * g.sh - g.ph;
-    iw0[c] = ow * g.sw - g.pw;
-  }
+void pack_columns(const T* x, const Geometry& g, int64_t p0, int64_t count, int64_t k_rows, T* cols) {
+  constexpr int64_t CP = chunk_pixels<T>();
+  std::fill(cols, cols + k_rows * CP, T(0));
   for (int64_t ci = 0; ci < g.cin_g(); ++ci) {
     const T* xc = x + ci * g.H * g.W;
     for (int64_t i = 0; i < g.kh; ++i) {
       for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t k = (ci * g.kh + i) * g.kw + j;
-        for (int64_t c = 0; c < count; ++c) {
-          const int64_t ih = ih0[c] + i * g.dh, iw = iw0[c] + j * g.dw;
-          if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
-            panels[((c / NR) * k_rows + k) * NR + c % NR] = xc[ih * g.W + iw];
+        T* dst = cols + ((ci * g.kh + i) * g.kw + j) * CP;
+        const int64_t shift = j * g.dw - g.pw;  // iw = ow·sw + shift
+        // Output columns whose tap lands inside the image: 0 <= ow·sw + shift < W.
+        const int64_t ow_lo = ceil_div_nonneg(-shift, g.sw);
+        const int64_t ow_hi = g.W - 1 - shift < 0 ? 0 : std::min(g.Wo, (g.W - 1 - shift) / g.sw + 1);
+        for (int64_t c = 0; c < count;) {
+          const int64_t p = p0 + c, oh = p / g.Wo, ow0 = p % g.Wo;
+          const int64_t run = std::min(g.Wo - ow0, count - c);
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih >= 0 && ih < g.H) {
+            const T* src = xc + ih * g.W + shift;
+            const int64_t a = std::max(ow0, ow_lo), b = std::min(ow0 + run, ow_hi);
+            T* d = dst + c - ow0;
+            if (g.sw == 1) {
+              for (int64_t ow = a; ow < b; ++ow) d[ow] = src[ow];
+            } else {
+              for (int64_t ow = a; ow < b; ++ow) d[ow] = src[ow * g.sw];
+            }
           }
+          c += run;
         }
       }
     }
@@ -93,44 +105,66 @@ std::vector<T> pack_weight_taps(const T* w, int64_t rows, int64_t K) {
   return out;
 }
 
-// Packs grad_output rows (Cout/g channels, pixels [p0, p0+count)) into NR-pixel
-// panels: out[panel][co][c], pixels beyond `count` zero so they add nothing.
+// Copies grad_output rows (Cout/g channels, pixels [p0, p0+count)) into
+// out[co][c] (row stride CP), pixels past `count` zero so they add nothing.
 template <typename T>
 void pack_grad_rows(const T* gout, int64_t rows, int64_t L, int64_t p0, int64_t count, T* out) {
-  constexpr int64_t NR = nr<T>();
-  const int64_t n_panels = (count + NR - 1) / NR;
-  for (int64_t pan = 0; pan < n_panels; ++pan) {
-    const int64_t c0 = pan * NR, nc = std::min(NR, count - c0);
-    for (int64_t co = 0; co < rows; ++co) {
-      T* dst = out + (pan * rows + co) * NR;
-      const T* src = gout + co * L + p0 + c0;
-      for (int64_t c = 0; c < nc; ++c) dst[c] = src[c];
-      for (int64_t c = nc; c < NR; ++c) dst[c] = T(0);
-    }
+  constexpr int64_t CP = chunk_pixels<T>();
+  for (int64_t co = 0; co < rows; ++co) {
+    std::copy(gout + co * L + p0, gout + co * L + p0 + count, out + co * CP);
+    std::fill(out + co * CP + count, out + (co + 1) * CP, T(0));
   }
 }
 
 // ---------------------------------------------------------------------------
 // Micro-kernels
 
+// An empty asm that claims to modify `v`: the optimiser can no longer treat it as a
+// known constant (used to keep deliberate fma(a, 1, c) instructions).
+template <typename Vec>
+inline void hide_constant(Vec&) {}
+#if defined(__GNUC__) && defined(CPU_CAPABILITY_AVX2)
+inline void hide_constant(Vectorized<float>& v) {
+  __m256 r = v;
+  asm("" : "+x"(r));
+  v = r;
+}
+inline void hide_constant(Vectorized<double>& v) {
+  __m256d r = v;
+  asm("" : "+x"(r));
+  v = r;
+}
+#endif
+
 // out[r][c] = bias[r] − Σ_k |x[k][c] − w[k][r]| for r < rows, c < cols.
+// x rows are CP apart (packed columns), w is one MR-row weight panel.
 template <typename T>
 inline void forward_tile(const T* __restrict wp, const T* __restrict xp, int64_t K, const T* bias,
                          T* out, int64_t out_stride, int64_t rows, int64_t cols) {
   using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size(), NR = nr<T>();
+  constexpr int64_t V = Vec::size(), CP = chunk_pixels<T>();
+  // acc += |x − w| costs a subtract, an and-not (abs) and an add. Subtract and add both
+  // compete for the FP add ports, so the add is issued as fma(|x − w|, 1, acc) on the
+  // FMA ports instead: exactly the same rounding, more throughput on AVX2 cores.
+  Vec one(T(1));
+  hide_constant(one);  // keep the compiler from folding fma(a, 1, c) back into a + c
   Vec acc[MR][2];
   for (int64_t r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = Vec(T(0));
   for (int64_t k = 0; k < K; ++k) {
-    const Vec x0 = Vec::loadu(xp + k * NR), x1 = Vec::loadu(xp + k * NR + V);
+    const Vec x0 = Vec::loadu(xp + k * CP), x1 = Vec::loadu(xp + k * CP + V);
     const T* wk = wp + k * MR;
+#pragma GCC unroll 8
     for (int64_t r = 0; r < MR; ++r) {
       const Vec wv(wk[r]);
-      acc[r][0] += (x0 - wv).abs();
-      acc[r][1] += (x1 - wv).abs();
+      acc[r][0] = at::vec::fmadd((x0 - wv).abs(), one, acc[r][0]);
+      acc[r][1] = at::vec::fmadd((x1 - wv).abs(), one, acc[r][1]);
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  // Constant trip count (then `if`): a loop to `rows` would index acc[] at run time and
+  // force the compiler to keep a memory copy of every accumulator inside the k loop.
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < MR; ++r) {
+    if (r >= rows) break;
     const Vec b(bias ? bias[r] : T(0));
     T* o = out + r * out_stride;
     (b - acc[r][0]).store(o, std::min<int64_t>(cols, V));
@@ -139,25 +173,26 @@ inline void forward_tile(const T* __restrict wp, const T* __restrict xp, int64_t
 }
 
 // dcol[r][c] = Σ_co g[co][c] · φ(w[co][r] − x[r][c]) for r < taps, c < cols,
-// φ = clamp(·, −1, 1) ("hardtanh") or sign ("sign").
+// φ = clamp(·, −1, 1) ("hardtanh") or sign ("sign"). x and g rows are CP apart,
+// wt is one KR-tap weight panel.
 template <typename T, bool kSign>
 inline void grad_input_tile(const T* __restrict wt, const T* __restrict xp, const T* __restrict gp,
                             int64_t cout_g, T* dcol, int64_t dcol_stride, int64_t taps, int64_t cols) {
   using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size(), NR = nr<T>();
+  constexpr int64_t V = Vec::size(), CP = chunk_pixels<T>();
   const Vec one(T(1)), mone(T(-1)), zero(T(0));
-  Vec x[KR][2], acc[KR][2];
-  for (int64_t r = 0; r < KR; ++r) {
-    x[r][0] = Vec::loadu(xp + r * NR);
-    x[r][1] = Vec::loadu(xp + r * NR + V);
-    acc[r][0] = acc[r][1] = zero;
-  }
+  Vec acc[KR][2];
+  for (int64_t r = 0; r < KR; ++r) acc[r][0] = acc[r][1] = zero;
+  // The KR×NR patch values are re-read from L1 for every channel rather than held
+  // in registers: the accumulators, two grad vectors and the constants fill the
+  // 16 AVX2 registers already, and spilling costs more than the loads.
   for (int64_t co = 0; co < cout_g; ++co) {
-    const Vec g0 = Vec::loadu(gp + co * NR), g1 = Vec::loadu(gp + co * NR + V);
+    const Vec g0 = Vec::loadu(gp + co * CP), g1 = Vec::loadu(gp + co * CP + V);
     const T* wc = wt + co * KR;
+#pragma GCC unroll 8
     for (int64_t r = 0; r < KR; ++r) {
       const Vec wv(wc[r]);
-      Vec t0 = wv - x[r][0], t1 = wv - x[r][1];
+      Vec t0 = wv - Vec::loadu(xp + r * CP), t1 = wv - Vec::loadu(xp + r * CP + V);
       if constexpr (kSign) {
         t0 = ((t0 > zero) & one) - ((t0 < zero) & one);
         t1 = ((t1 > zero) & one) - ((t1 < zero) & one);
@@ -169,32 +204,32 @@ inline void grad_input_tile(const T* __restrict wt, const T* __restrict xp, cons
       acc[r][1] = at::vec::fmadd(t1, g1, acc[r][1]);
     }
   }
-  for (int64_t r = 0; r < taps; ++r) {
+#pragma GCC unroll 8
+  for (int64_t r = 0; r < KR; ++r) {  // constant trip count: see forward_tile
+    if (r >= taps) break;
     T* o = dcol + r * dcol_stride;
     acc[r][0].store(o, std::min<int64_t>(cols, V));
     if (cols > V) acc[r][1].store(o + V, cols - V);
   }
 }
 
-// dw[co][k] += Σ_c g[co][c] · sign(x[k][c] − w[co][k]) over one packed chunk.
+// dw[co][k] += Σ_c g[co][c] · sign(x[k][c] − w[co][k]) over one packed chunk
+// (x: K rows, g: Cout/g rows, both CP long and zero past the chunk's pixels).
 template <typename T>
-void grad_weight_sign_chunk(const T* w, const T* xp, const T* gp, int64_t n_panels, int64_t cout_g,
-                            int64_t K, T* dw) {
+void grad_weight_sign_chunk(const T* w, const T* xp, const T* gp, int64_t cout_g, int64_t K, T* dw) {
   using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size(), NR = nr<T>();
+  constexpr int64_t V = Vec::size(), CP = chunk_pixels<T>();
   const Vec one(T(1)), zero(T(0));
   for (int64_t co = 0; co < cout_g; ++co) {
+    const T* gc = gp + co * CP;
     for (int64_t k = 0; k < K; ++k) {
       const Vec wv(w[co * K + k]);
+      const T* xk = xp + k * CP;
       Vec acc = zero;
-      for (int64_t pan = 0; pan < n_panels; ++pan) {
-        const T* xk = xp + (pan * K + k) * NR;
-        const T* gc = gp + (pan * cout_g + co) * NR;
-        for (int64_t v = 0; v < NR; v += V) {
-          const Vec t = Vec::loadu(xk + v) - wv;
-          const Vec s = ((t > zero) & one) - ((t < zero) & one);
-          acc = at::vec::fmadd(s, Vec::loadu(gc + v), acc);
-        }
+      for (int64_t v = 0; v < CP; v += V) {
+        const Vec t = Vec::loadu(xk + v) - wv;
+        const Vec s = ((t > zero) & one) - ((t < zero) & one);
+        acc = at::vec::fmadd(s, Vec::loadu(gc + v), acc);
       }
       dw[co * K + k] += at::vec::vec_reduce_all<T>([](Vec a, Vec b) { return a + b; }, acc);
     }
@@ -204,12 +239,10 @@ void grad_weight_sign_chunk(const T* w, const T* xp, const T* gp, int64_t n_pane
 // ---------------------------------------------------------------------------
 // Drivers
 
-int64_t chunk_pixels(int64_t nr_) { return kPanelsPerChunk * nr_; }
-
 template <typename T>
 void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const Geometry& g, at::Tensor& y) {
-  constexpr int64_t NR = nr<T>();
-  const int64_t K = g.K(), L = g.L(), cg = g.cout_g(), CP = chunk_pixels(NR);
+  constexpr int64_t NR = nr<T>(), CP = chunk_pixels<T>();
+  const int64_t K = g.K(), L = g.L(), cg = g.cout_g();
   const int64_t n_chunks = (L + CP - 1) / CP;
   const T* xd = x.data_ptr<T>();
   const T* wd = w.data_ptr<T>();
@@ -218,20 +251,18 @@ void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const
   for (int64_t gi = 0; gi < g.groups; ++gi) wpack[gi] = pack_weight_rows(wd + gi * cg * K, cg, K);
   const int64_t items = g.N * g.groups * n_chunks;
   at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> panels(kPanelsPerChunk * K * NR);
+    std::vector<T> cols(K * CP);
     for (int64_t it = begin; it < end; ++it) {
       const int64_t chunk = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
       const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
-      pack_patches(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, panels.data());
-      const int64_t n_panels = (count + NR - 1) / NR;
+      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, cols.data());
       for (int64_t r0 = 0; r0 < cg; r0 += MR) {
         const T* wp = wpack[gi].data() + (r0 / MR) * K * MR;
-        T* yrow = yd + (n * g.Cout + gi * cg + r0) * L;
+        T* yrow = yd + (n * g.Cout + gi * cg + r0) * L + p0;
         const T* b = bias ? bias + gi * cg + r0 : nullptr;
-        for (int64_t pan = 0; pan < n_panels; ++pan) {
-          const int64_t c0 = pan * NR;
-          forward_tile<T>(wp, panels.data() + pan * K * NR, K, b, yrow + p0 + c0, L,
-                          std::min(MR, cg - r0), std::min(NR, count - c0));
+        for (int64_t c0 = 0; c0 < count; c0 += NR) {
+          forward_tile<T>(wp, cols.data() + c0, K, b, yrow + c0, L, std::min(MR, cg - r0),
+                          std::min(NR, count - c0));
         }
       }
     }
@@ -241,8 +272,8 @@ void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const
 template <typename T, bool kSign>
 void grad_input_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tensor& w, const Geometry& g,
                      at::Tensor& gx) {
-  constexpr int64_t NR = nr<T>();
-  const int64_t K = g.K(), L = g.L(), cg = g.cout_g(), CP = chunk_pixels(NR);
+  constexpr int64_t NR = nr<T>(), CP = chunk_pixels<T>();
+  const int64_t K = g.K(), L = g.L(), cg = g.cout_g();
   const int64_t k_rows = (K + KR - 1) / KR * KR, n_chunks = (L + CP - 1) / CP;
   const T* xd = x.data_ptr<T>();
   const T* wd = w.data_ptr<T>();
@@ -255,19 +286,18 @@ void grad_input_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tens
   for (int64_t n = 0; n < g.N; ++n) {
     const int64_t items = g.groups * n_chunks;
     at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> panels(kPanelsPerChunk * k_rows * NR), gpan(kPanelsPerChunk * cg * NR);
+      std::vector<T> cols(k_rows * CP), gpan(cg * CP);
       for (int64_t it = begin; it < end; ++it) {
         const int64_t chunk = it % n_chunks, gi = it / n_chunks;
         const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
-        const int64_t n_panels = (count + NR - 1) / NR;
-        pack_patches(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, k_rows, panels.data());
+        pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, k_rows, cols.data());
         pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
-        for (int64_t pan = 0; pan < n_panels; ++pan) {
-          const int64_t c0 = pan * NR, cols = std::min(NR, count - c0);
-          for (int64_t k0 = 0; k0 < K; k0 += KR) {
-            grad_input_tile<T, kSign>(wpack[gi].data() + (k0 / KR) * cg * KR,
-                                      panels.data() + (pan * k_rows + k0) * NR, gpan.data() + pan * cg * NR, cg,
-                                      dcols.data() + (gi * K + k0) * L + p0 + c0, L, std::min(KR, K - k0), cols);
+        for (int64_t k0 = 0; k0 < K; k0 += KR) {
+          const T* wt = wpack[gi].data() + (k0 / KR) * cg * KR;
+          T* drow = dcols.data() + (gi * K + k0) * L + p0;
+          for (int64_t c0 = 0; c0 < count; c0 += NR) {
+            grad_input_tile<T, kSign>(wt, cols.data() + k0 * CP + c0, gpan.data() + c0, cg, drow + c0, L,
+                                      std::min(KR, K - k0), std::min(NR, count - c0));
           }
         }
       }
@@ -281,15 +311,15 @@ void grad_input_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tens
         for (int64_t i = 0; i < g.kh; ++i) {
           for (int64_t j = 0; j < g.kw; ++j) {
             const T* src = dcols.data() + (gi * K + (ci * g.kh + i) * g.kw + j) * L;
+            const int64_t shift = j * g.dw - g.pw;
+            const int64_t ow_lo = ceil_div_nonneg(-shift, g.sw);
+            const int64_t ow_hi = g.W - 1 - shift < 0 ? 0 : std::min(g.Wo, (g.W - 1 - shift) / g.sw + 1);
             for (int64_t oh = 0; oh < g.Ho; ++oh) {
               const int64_t ih = oh * g.sh - g.ph + i * g.dh;
               if (ih < 0 || ih >= g.H) continue;
-              T* drow = dst + ih * g.W;
+              T* drow = dst + ih * g.W + shift;
               const T* srow = src + oh * g.Wo;
-              for (int64_t ow = 0; ow < g.Wo; ++ow) {
-                const int64_t iw = ow * g.sw - g.pw + j * g.dw;
-                if (iw >= 0 && iw < g.W) drow[iw] += srow[ow];
-              }
+              for (int64_t ow = ow_lo; ow < ow_hi; ++ow) drow[ow * g.sw] += srow[ow];
             }
           }
         }
@@ -301,26 +331,25 @@ void grad_input_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tens
 template <typename T>
 void grad_weight_sign_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tensor& w, const Geometry& g,
                            at::Tensor& gw) {
-  constexpr int64_t NR = nr<T>();
-  const int64_t K = g.K(), L = g.L(), cg = g.cout_g(), CP = chunk_pixels(NR);
+  constexpr int64_t CP = chunk_pixels<T>();
+  const int64_t K = g.K(), L = g.L(), cg = g.cout_g();
   const int64_t n_chunks = (L + CP - 1) / CP;
   const T* xd = x.data_ptr<T>();
   const T* wd = w.data_ptr<T>();
   const T* gd = gout.data_ptr<T>();
-  // One partial dW per thread, summed at the end: deterministic for a given thread count.
+  // One partial dW per thread, summed at the end.
   const int64_t n_threads = at::get_num_threads();
   std::vector<T> partial(n_threads * g.Cout * K, T(0));
   const int64_t items = g.N * g.groups * n_chunks;
   at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
     T* mine = partial.data() + at::get_thread_num() * g.Cout * K;
-    std::vector<T> panels(kPanelsPerChunk * K * NR), gpan(kPanelsPerChunk * cg * NR);
+    std::vector<T> cols(K * CP), gpan(cg * CP);
     for (int64_t it = begin; it < end; ++it) {
       const int64_t chunk = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
       const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
-      pack_patches(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, panels.data());
+      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, cols.data());
       pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
-      grad_weight_sign_chunk<T>(wd + gi * cg * K, panels.data(), gpan.data(), (count + NR - 1) / NR, cg, K,
-                                mine + gi * cg * K);
+      grad_weight_sign_chunk<T>(wd + gi * cg * K, cols.data(), gpan.data(), cg, K, mine + gi * cg * K);
     }
   });
   T* out = gw.data_ptr<T>();

@@ -62,6 +62,12 @@ def test_adder_conv_bad_arguments(kwargs, message):
         AdderConv2d(**args)
 
 
+@pytest.mark.parametrize("kernel_size", [None, (3,), "33", (3, 3.0)])
+def test_adder_conv_bad_kernel_size_type(kernel_size):
+    with pytest.raises(TypeError, match="AdderConv2d: kernel_size must be an int or a pair of ints"):
+        AdderConv2d(2, 2, kernel_size)
+
+
 def test_adder_conv_bad_grad_mode_named_by_op():
     layer = AdderConv2d(2, 2, 3, weight_grad="exact")
     with pytest.raises(ValueError, match="unknown weight_grad 'exact'"):

@@ -45,7 +45,10 @@ _HOOK_TAG = "__addersr_alr__"  # attribute on our hook functions, to find them o
 def _pair(name: str, value: IntPair) -> Tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
-    pair = tuple(value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise TypeError(f"AdderConv2d: {name} must be an int or a pair of ints, got {value!r}") from None
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
         raise TypeError(f"AdderConv2d: {name} must be an int or a pair of ints, got {value!r}")
     return pair  # type: ignore[return-value]

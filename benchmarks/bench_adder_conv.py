@@ -314,6 +314,8 @@ def machine_info(device: torch.device) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device.type,
+        # Other processes on the machine inflate and scatter timings; the reader should know.
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "extension_loaded": status["extension_loaded"],
         "kernel": "compiled" if status["extension_loaded"] and device.type.upper() not in
         status["reference_backends"] else "pure-PyTorch reference (fallback)",
@@ -346,7 +348,8 @@ def markdown(report: dict) -> str:
         f"Measured {info['date']} on {info.get('gpu', info['cpu'])} "
         f"({info['cpu_cores']} cores, {info['torch_threads']} torch threads), torch {info['torch']}, "
         f"dtype {report['settings']['dtype']}, adder kernel: {info['kernel']}, "
-        f"{report['settings']['repeat']} interleaved repeats (medians).",
+        f"{report['settings']['repeat']} interleaved repeats (medians), 1-min load average "
+        f"{info.get('load_average_1min_at_start')} at start, {info.get('load_average_1min_at_end')} at end.",
         "",
         "| case | shape | conv fwd ms | adder fwd ms | **fwd ratio** | conv fwd+bwd ms | adder fwd+bwd ms "
         "| **fwd+bwd ratio** | reference fwd | reference fwd+bwd |" + (" fwd ratio vs TF32 conv | fwd+bwd ratio vs TF32 conv |" if cuda else ""),
@@ -517,6 +520,8 @@ def main(argv=None) -> int:
             line.append(f"reference {_ratio(ref['seconds'], conv)}" if "seconds" in ref else "reference skipped")
         print(" | ".join(line), flush=True)
 
+    if hasattr(os, "getloadavg"):
+        report["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     targets = target_lines(report)
     report["targets"] = targets
     if targets:

@@ -50,7 +50,7 @@ def _nvidia_include_dirs():
 
 
 def _cxx_flags():
-    flags = ["-O3", "-std=c++20", "-fopenmp"]
+    flags = ["-O3", "-std=c++20", "-fopenmp", "-Wno-unknown-pragmas"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         # The micro-kernels use at::vec in its AVX2 flavour; addersr_plugin.ops refuses to load the
         # extension on a CPU without AVX2/FMA, falling back to the reference instead of crashing.

@@ -82,7 +82,9 @@ def reference_grad_weight(grad_output, input, weight, stride, padding, dilation,
     cdt = _compute_dtype(input.dtype)
     x = input.to(cdt)
     wgt = weight.to(cdt).reshape(groups, cout // groups, -1)
-    gout = grad_output.to(cdt).reshape(n, groups, cout // groups, -1)  # (n, g, Cout/g, L)
+    # Explicit pixel count (not -1): an empty batch must still reshape.
+    pixels = grad_output.shape[2] * grad_output.shape[3]
+    gout = grad_output.to(cdt).reshape(n, groups, cout // groups, pixels)  # (n, g, Cout/g, L)
     gw = torch.zeros_like(wgt)
     step = _pixel_chunk(cout // groups, wgt.shape[-1])
     for s in range(n):
@@ -103,7 +105,8 @@ def reference_grad_input(grad_output, input, weight, stride, padding, dilation, 
     cdt = _compute_dtype(input.dtype)
     x = input.to(cdt)
     wgt = weight.to(cdt).reshape(groups, cout // groups, -1)
-    gout = grad_output.to(cdt).reshape(n, groups, cout // groups, -1)
+    pixels = grad_output.shape[2] * grad_output.shape[3]
+    gout = grad_output.to(cdt).reshape(n, groups, cout // groups, pixels)
     gx = torch.empty(input.shape, dtype=cdt, device=input.device)
     step = _pixel_chunk(cout // groups, wgt.shape[-1])
     for s in range(n):

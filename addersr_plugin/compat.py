@@ -15,6 +15,8 @@ where basicsr already behaves (see ADDERSR.md §4):
   started, not ``./experiments``), and a state file cut short by a kill is skipped.
 * ``torch.distributed`` launch on a machine without GPUs uses gloo instead of dividing by a
   GPU count of zero, and the model is wrapped in DDP without CUDA ``device_ids``.
+  Rank-0-only validation runs the bare network, not the DDP wrapper, so it issues no
+  collective (BatchNorm buffer broadcast) that the other ranks would never join.
 * Two datasets reading the same LMDB in one process (train and val, workers 0) share one
   LMDB environment instead of failing with "already open in this process".
 
@@ -187,10 +189,25 @@ def patch_distributed() -> bool:
             )
         return original_to_device(self, net)
 
-    setattr(_init_dist_pytorch, _PATCHED, True)
-    setattr(model_to_device, _PATCHED, True)
+    sr_model = importlib.import_module("basicsr.models.sr_model")
+    original_test = sr_model.SRModel.test
+
+    def test(self):
+        # Validation runs on rank 0 only; through the DDP wrapper its forward would broadcast
+        # BatchNorm buffers (AdderSR units all have BN), a collective the other ranks never
+        # join: gloo fails with "Connection closed by peer", NCCL hangs. Use the bare module.
+        wrapped = self.net_g
+        self.net_g = self.get_bare_model(wrapped)
+        try:
+            return original_test(self)
+        finally:
+            self.net_g = wrapped
+
+    for fn in (_init_dist_pytorch, model_to_device, test):
+        setattr(fn, _PATCHED, True)
     dist_util._init_dist_pytorch = _init_dist_pytorch
     base_model.BaseModel.model_to_device = model_to_device
+    sr_model.SRModel.test = test
     return True
 
 

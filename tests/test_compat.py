@@ -44,6 +44,7 @@ def test_distutils_taken_from_setuptools_when_missing(monkeypatch):
 def test_apply_is_idempotent_and_installs_every_patch():
     import basicsr.train
     from basicsr.models.base_model import BaseModel
+    from basicsr.models.sr_model import SRModel
     from basicsr.utils import dist_util, file_client
 
     compat.apply()
@@ -51,6 +52,7 @@ def test_apply_is_idempotent_and_installs_every_patch():
     assert basicsr.train.load_resume_state is compat.load_resume_state
     assert getattr(dist_util._init_dist_pytorch, compat._PATCHED)
     assert getattr(BaseModel.model_to_device, compat._PATCHED)
+    assert getattr(SRModel.test, compat._PATCHED)
     assert getattr(file_client.LmdbBackend.__init__, compat._PATCHED)
     assert compat.patch_resume() is False
     assert compat.patch_distributed() is False

@@ -269,62 +269,95 @@ void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const
   });
 }
 
+// Input gradient of one image in two steps: the column gradient dcols
+// ((groups·K) × L, one image's im2col) from packed chunks, then col2im.
+template <typename T, bool kSign>
+struct GradInputImage {
+  const Geometry& g;
+  const T* xd;
+  const T* gd;
+  const std::vector<std::vector<T>>& wpack;  // per group, KR-tap panels
+  T* gxd;
+
+  int64_t k_rows() const { return (g.K() + KR - 1) / KR * KR; }
+  int64_t n_chunks() const { return (g.L() + chunk_pixels<T>() - 1) / chunk_pixels<T>(); }
+  int64_t items() const { return g.groups * n_chunks(); }  // (group, chunk) pairs of one image
+
+  // dcols columns of the (group, chunk) items [begin, end) of image n.
+  void columns(int64_t n, int64_t begin, int64_t end, T* dcols) const {
+    constexpr int64_t NR = nr<T>(), CP = chunk_pixels<T>();
+    const int64_t K = g.K(), L = g.L(), cg = g.cout_g(), nc = n_chunks();
+    std::vector<T> cols(k_rows() * CP), gpan(cg * CP);
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t chunk = it % nc, gi = it / nc;
+      const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
+      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, k_rows(), cols.data());
+      pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
+      for (int64_t k0 = 0; k0 < K; k0 += KR) {
+        const T* wt = wpack[gi].data() + (k0 / KR) * cg * KR;
+        T* drow = dcols + (gi * K + k0) * L + p0;
+        for (int64_t c0 = 0; c0 < count; c0 += NR) {
+          grad_input_tile<T, kSign>(wt, cols.data() + k0 * CP + c0, gpan.data() + c0, cg, drow + c0, L,
+                                    std::min(KR, K - k0), std::min(NR, count - c0));
+        }
+      }
+    }
+  }
+
+  // col2im of input channels [begin, end) of image n (each channel's taps are
+  // disjoint rows of dcols, so channels can run in parallel).
+  void col2im(int64_t n, int64_t begin, int64_t end, const T* dcols) const {
+    const int64_t K = g.K(), L = g.L();
+    for (int64_t c = begin; c < end; ++c) {
+      T* dst = gxd + (n * g.Cin + c) * g.H * g.W;
+      std::fill(dst, dst + g.H * g.W, T(0));
+      const int64_t gi = c / g.cin_g(), ci = c % g.cin_g();
+      for (int64_t i = 0; i < g.kh; ++i) {
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const T* src = dcols + (gi * K + (ci * g.kh + i) * g.kw + j) * L;
+          const int64_t shift = j * g.dw - g.pw;
+          const int64_t ow_lo = ceil_div_nonneg(-shift, g.sw);
+          const int64_t ow_hi = g.W - 1 - shift < 0 ? 0 : std::min(g.Wo, (g.W - 1 - shift) / g.sw + 1);
+          for (int64_t oh = 0; oh < g.Ho; ++oh) {
+            const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+            if (ih < 0 || ih >= g.H) continue;
+            T* drow = dst + ih * g.W + shift;
+            const T* srow = src + oh * g.Wo;
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) drow[ow * g.sw] += srow[ow];
+          }
+        }
+      }
+    }
+  }
+};
+
 template <typename T, bool kSign>
 void grad_input_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tensor& w, const Geometry& g,
                      at::Tensor& gx) {
-  constexpr int64_t NR = nr<T>(), CP = chunk_pixels<T>();
-  const int64_t K = g.K(), L = g.L(), cg = g.cout_g();
-  const int64_t k_rows = (K + KR - 1) / KR * KR, n_chunks = (L + CP - 1) / CP;
-  const T* xd = x.data_ptr<T>();
-  const T* wd = w.data_ptr<T>();
-  const T* gd = gout.data_ptr<T>();
-  T* gxd = gx.data_ptr<T>();
+  const int64_t cg = g.cout_g(), dcols_size = g.groups * g.K() * g.L();
   std::vector<std::vector<T>> wpack(g.groups);
-  for (int64_t gi = 0; gi < g.groups; ++gi) wpack[gi] = pack_weight_taps(wd + gi * cg * K, cg, K);
-  // Column gradient of one image: (groups·K) × L, i.e. one image's im2col.
-  std::vector<T> dcols(g.groups * K * L);
-  for (int64_t n = 0; n < g.N; ++n) {
-    const int64_t items = g.groups * n_chunks;
-    at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> cols(k_rows * CP), gpan(cg * CP);
-      for (int64_t it = begin; it < end; ++it) {
-        const int64_t chunk = it % n_chunks, gi = it / n_chunks;
-        const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
-        pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, k_rows, cols.data());
-        pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
-        for (int64_t k0 = 0; k0 < K; k0 += KR) {
-          const T* wt = wpack[gi].data() + (k0 / KR) * cg * KR;
-          T* drow = dcols.data() + (gi * K + k0) * L + p0;
-          for (int64_t c0 = 0; c0 < count; c0 += NR) {
-            grad_input_tile<T, kSign>(wt, cols.data() + k0 * CP + c0, gpan.data() + c0, cg, drow + c0, L,
-                                      std::min(KR, K - k0), std::min(NR, count - c0));
-          }
-        }
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    wpack[gi] = pack_weight_taps(w.data_ptr<T>() + gi * cg * g.K(), cg, g.K());
+  const GradInputImage<T, kSign> img{g, x.data_ptr<T>(), gout.data_ptr<T>(), wpack, gx.data_ptr<T>()};
+  if (g.N >= at::get_num_threads()) {
+    // Enough images: each thread takes whole images with its own dcols buffer.
+    // One parallel region per call (a barrier per image would stall every
+    // thread whenever one of them is descheduled on a busy machine).
+    at::parallel_for(0, g.N, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> dcols(dcols_size);
+      for (int64_t n = begin; n < end; ++n) {
+        img.columns(n, 0, img.items(), dcols.data());
+        img.col2im(n, 0, g.Cin, dcols.data());
       }
     });
-    // col2im, one input channel per task (its taps are disjoint rows of dcols).
-    at::parallel_for(0, g.Cin, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        T* dst = gxd + (n * g.Cin + c) * g.H * g.W;
-        std::fill(dst, dst + g.H * g.W, T(0));
-        const int64_t gi = c / g.cin_g(), ci = c % g.cin_g();
-        for (int64_t i = 0; i < g.kh; ++i) {
-          for (int64_t j = 0; j < g.kw; ++j) {
-            const T* src = dcols.data() + (gi * K + (ci * g.kh + i) * g.kw + j) * L;
-            const int64_t shift = j * g.dw - g.pw;
-            const int64_t ow_lo = ceil_div_nonneg(-shift, g.sw);
-            const int64_t ow_hi = g.W - 1 - shift < 0 ? 0 : std::min(g.Wo, (g.W - 1 - shift) / g.sw + 1);
-            for (int64_t oh = 0; oh < g.Ho; ++oh) {
-              const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-              if (ih < 0 || ih >= g.H) continue;
-              T* drow = dst + ih * g.W + shift;
-              const T* srow = src + oh * g.Wo;
-              for (int64_t ow = ow_lo; ow < ow_hi; ++ow) drow[ow * g.sw] += srow[ow];
-            }
-          }
-        }
-      }
-    });
+  } else {
+    // Few large images (e.g. inference-size crops): parallel inside each image.
+    std::vector<T> dcols(dcols_size);
+    for (int64_t n = 0; n < g.N; ++n) {
+      at::parallel_for(0, img.items(), 1,
+                       [&](int64_t begin, int64_t end) { img.columns(n, begin, end, dcols.data()); });
+      at::parallel_for(0, g.Cin, 1, [&](int64_t begin, int64_t end) { img.col2im(n, begin, end, dcols.data()); });
+    }
   }
 }
 

@@ -35,7 +35,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ..ops import adder_conv2d
+from ..ops import adder_conv2d, to_pair
 
 IntPair = Union[int, Sequence[int]]
 INIT_MODES = ("normal", "scaled")
@@ -43,15 +43,7 @@ _HOOK_TAG = "__addersr_alr__"  # attribute on our hook functions, to find them o
 
 
 def _pair(name: str, value: IntPair) -> Tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise TypeError(f"AdderConv2d: {name} must be an int or a pair of ints, got {value!r}") from None
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"AdderConv2d: {name} must be an int or a pair of ints, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return to_pair(name, value, owner="AdderConv2d")
 
 
 def adaptive_lr_scale(grad: Tensor, eta: float) -> Tensor:

@@ -24,17 +24,19 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 # --------------------------------------------------------------------------- checks
 
-def _pair(name: str, value: IntPair) -> Tuple[int, int]:
+def to_pair(name: str, value: IntPair, owner: str = "adder_conv2d") -> Tuple[int, int]:
+    """``value`` (an int or a pair of ints) as an (h, w) pair; ``TypeError`` naming ``owner`` and ``name``."""
+    message = f"{owner}: {name} must be an int or a pair of ints, got {value!r}"
     if isinstance(value, bool):
-        raise TypeError(f"adder_conv2d: {name} must be an int or a pair of ints, got {value!r}")
+        raise TypeError(message)
     if isinstance(value, int):
         return (value, value)
     try:
         pair = tuple(value)
     except TypeError:
-        raise TypeError(f"adder_conv2d: {name} must be an int or a pair of ints, got {value!r}") from None
+        raise TypeError(message) from None
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"adder_conv2d: {name} must be an int or a pair of ints, got {value!r}")
+        raise TypeError(message)
     return pair  # type: ignore[return-value]
 
 
@@ -47,7 +49,7 @@ def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, pa
     """
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise TypeError("adder_conv2d: input and weight must be tensors")
-    stride, padding, dilation = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
+    stride, padding, dilation = to_pair("stride", stride), to_pair("padding", padding), to_pair("dilation", dilation)
     if input.dim() != 4:
         raise ValueError(f"adder_conv2d: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
     if weight.dim() != 4:

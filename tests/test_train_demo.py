@@ -36,6 +36,7 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     assert rows == ["method", "bicubic", "AdderEDSR", "EDSR"]
     bicubic = float(report.split("| bicubic | ")[1].split(" / ")[0])
     assert 30 < bicubic < 40  # x2 MATLAB bicubic on the cat photo, Y channel
+    assert "- AdderEDSR: 2 iterations, trained in" in report and "- EDSR: 2 iterations" in report
     png = cv2.imread(str(out / "comparison_chelsea.png"))
     assert png.shape == (256, 3 * 256 + 2 * 4, 3)  # three labelled 256² crops side by side
     for name in ("demo_adder_edsr_x2", "demo_edsr_x2"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import types
 import warnings
@@ -132,7 +133,10 @@ def test_ddp_init_on_cpu_uses_gloo(monkeypatch):
     from torch.nn.parallel import DistributedDataParallel
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    with socket.socket() as probe:  # a free port, so parallel runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MASTER_PORT", str(port))
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     dist_util._init_dist_pytorch("nccl")  # what basicsr's init_dist('pytorch') calls

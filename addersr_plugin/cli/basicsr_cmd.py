@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Outputs go to experiments/, results/ and tb_logger/ under the current directory.",
         epilog="Examples:\n  basicsr train -opt options/adder_edsr_x4.yml\n"
                "  basicsr train -opt options/adder_edsr_x4.yml --auto_resume\n"
-               "  basicsr test -opt options/test_adder_edsr_x4.yml\n"
+               "  basicsr test -opt options/test/AdderEDSR/test_AdderEDSR_x4.yml\n"
                "  torchrun --nproc_per_node=2 -m addersr_plugin.train -opt FILE --launcher pytorch",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -26,11 +26,15 @@ namespace {
 
 using at::vec::Vectorized;
 
-// Micro-tile sizes. Forward: MR output channels × NR pixels of accumulators
-// (6 × 2 vectors = 12 registers, plus 2 input vectors and 1 broadcast weight).
+// Micro-tile sizes. Forward: MR output channels × NR pixels of accumulators:
+// 5 × 2 vectors = 10 registers, plus 2 input vectors, the broadcast weight, the
+// abs mask, the constant 1 and a temporary = all 16 AVX2 registers. With MR = 6
+// two accumulators spill, and their store/reload chain halves the throughput.
 // Backward input: KR taps × NR pixels.
-constexpr int64_t MR = 6;
+constexpr int64_t MR = 5;
 constexpr int64_t KR = 4;
+// Taps per forward K block: 256 × NR floats = 16 KiB of packed input per pixel panel.
+constexpr int64_t kForwardKBlock = 256;
 template <typename T>
 constexpr int64_t nr() { return 2 * Vectorized<T>::size(); }
 // Pixels per work item ("chunk"): packed buffers hold K × kChunk values, far less
@@ -136,10 +140,11 @@ inline void hide_constant(Vectorized<double>& v) {
 }
 #endif
 
-// out[r][c] = bias[r] − Σ_k |x[k][c] − w[k][r]| for r < rows, c < cols.
-// x rows are CP apart (packed columns), w is one MR-row weight panel.
+// out[r][c] = (first ? bias[r] : out[r][c]) − Σ_k |x[k][c] − w[k][r]| for r < rows,
+// c < cols, k over one K block. x rows are CP apart (packed columns), w is the
+// block's part of one MR-row weight panel.
 template <typename T>
-inline void forward_tile(const T* __restrict wp, const T* __restrict xp, int64_t K, const T* bias,
+inline void forward_tile(const T* __restrict wp, const T* __restrict xp, int64_t K, bool first, const T* bias,
                          T* out, int64_t out_stride, int64_t rows, int64_t cols) {
   using Vec = Vectorized<T>;
   constexpr int64_t V = Vec::size(), CP = chunk_pixels<T>();
@@ -165,10 +170,14 @@ inline void forward_tile(const T* __restrict wp, const T* __restrict xp, int64_t
 #pragma GCC unroll 8
   for (int64_t r = 0; r < MR; ++r) {
     if (r >= rows) break;
-    const Vec b(bias ? bias[r] : T(0));
     T* o = out + r * out_stride;
-    (b - acc[r][0]).store(o, std::min<int64_t>(cols, V));
-    if (cols > V) (b - acc[r][1]).store(o + V, cols - V);
+    // The first K block starts from the bias, later ones from the partial sums.
+    const Vec b0 = first ? Vec(bias ? bias[r] : T(0)) : Vec::loadu(o, std::min<int64_t>(cols, V));
+    (b0 - acc[r][0]).store(o, std::min<int64_t>(cols, V));
+    if (cols > V) {
+      const Vec b1 = first ? Vec(bias ? bias[r] : T(0)) : Vec::loadu(o + V, cols - V);
+      (b1 - acc[r][1]).store(o + V, cols - V);
+    }
   }
 }
 
@@ -256,13 +265,18 @@ void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const
       const int64_t chunk = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
       const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
       pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, cols.data());
-      for (int64_t r0 = 0; r0 < cg; r0 += MR) {
-        const T* wp = wpack[gi].data() + (r0 / MR) * K * MR;
-        T* yrow = yd + (n * g.Cout + gi * cg + r0) * L + p0;
-        const T* b = bias ? bias + gi * cg + r0 : nullptr;
+      // K blocks of kForwardKBlock taps keep one pixel panel's inputs (kb × NR values)
+      // in L1 while every MR-row weight panel of the group streams past it.
+      for (int64_t k0 = 0; k0 < K; k0 += kForwardKBlock) {
+        const int64_t kb = std::min(kForwardKBlock, K - k0);
         for (int64_t c0 = 0; c0 < count; c0 += NR) {
-          forward_tile<T>(wp, cols.data() + c0, K, b, yrow + c0, L, std::min(MR, cg - r0),
-                          std::min(NR, count - c0));
+          for (int64_t r0 = 0; r0 < cg; r0 += MR) {
+            const T* wp = wpack[gi].data() + ((r0 / MR) * K + k0) * MR;
+            T* yrow = yd + (n * g.Cout + gi * cg + r0) * L + p0;
+            const T* b = bias ? bias + gi * cg + r0 : nullptr;
+            forward_tile<T>(wp, cols.data() + k0 * CP + c0, kb, k0 == 0, b, yrow + c0, L, std::min(MR, cg - r0),
+                            std::min(NR, count - c0));
+          }
         }
       }
     }

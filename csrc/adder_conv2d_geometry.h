@@ -26,7 +26,8 @@ inline Geometry make_geometry(const char* op, const at::Tensor& input, const at:
   TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
               " does not match input dtype ", input.scalar_type());
   TORCH_CHECK(input.is_floating_point(), op, ": input must be floating point, got ", input.scalar_type());
-  TORCH_CHECK(input.device() == weight.device(), op, ": input and weight must be on the same device");
+  TORCH_CHECK(input.device() == weight.device(), op, ": weight is on ", weight.device(), " but input is on ",
+              input.device());
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
               ": stride, padding and dilation must have two values");
   TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ", stride);
@@ -50,32 +51,39 @@ inline Geometry make_geometry(const char* op, const at::Tensor& input, const at:
   return g;
 }
 
-inline void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& input, const Geometry& g) {
+inline void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input,
+                       const Geometry& g) {
   if (!bias.has_value() || !bias->defined()) return;
-  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.Cout, "adder_conv2d: bias must have shape (", g.Cout,
-              ",), got ", bias->sizes());
-  TORCH_CHECK(bias->scalar_type() == input.scalar_type(), "adder_conv2d: bias dtype must match input");
-  TORCH_CHECK(bias->device() == input.device(), "adder_conv2d: bias must be on the input's device");
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.Cout, op, ": bias must have shape (", g.Cout, ",), got ",
+              bias->sizes());
+  TORCH_CHECK(bias->scalar_type() == input.scalar_type(), op, ": bias dtype ", bias->scalar_type(),
+              " does not match input dtype ", input.scalar_type());
+  TORCH_CHECK(bias->device() == input.device(), op, ": bias is on ", bias->device(), " but input is on ",
+              input.device());
 }
 
-inline void check_grad_output(const at::Tensor& grad_output, const at::Tensor& input, const Geometry& g) {
+inline void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input,
+                              const Geometry& g) {
+  TORCH_CHECK(grad_output.device() == input.device(), op, ": grad_output is on ", grad_output.device(),
+              " but input is on ", input.device());
+  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), op, ": grad_output dtype ",
+              grad_output.scalar_type(), " does not match input dtype ", input.scalar_type());
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.N && grad_output.size(1) == g.Cout &&
                   grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo,
-              "adder_conv2d backward: grad_output must have shape (", g.N, ", ", g.Cout, ", ", g.Ho, ", ", g.Wo,
-              "), got ", grad_output.sizes());
-  TORCH_CHECK(grad_output.device() == input.device(), "adder_conv2d backward: grad_output on the wrong device");
+              op, ": grad_output must have shape (", g.N, ", ", g.Cout, ", ", g.Ho, ", ", g.Wo, "), got ",
+              grad_output.sizes());
 }
 
-// Returns true for "sign", false for "hardtanh".
-inline bool parse_input_grad_mode(c10::string_view mode) {
-  TORCH_CHECK(mode == "hardtanh" || mode == "sign", "adder_conv2d: unknown input_grad '", std::string(mode),
+// The backward operators' `mode` argument. Returns true for "sign", false for "hardtanh".
+inline bool parse_input_grad_mode(const char* op, c10::string_view mode) {
+  TORCH_CHECK(mode == "hardtanh" || mode == "sign", op, ": unknown mode '", std::string(mode),
               "'; expected 'hardtanh' or 'sign'");
   return mode == "sign";
 }
 
 // Returns true for "sign", false for "full".
-inline bool parse_weight_grad_mode(c10::string_view mode) {
-  TORCH_CHECK(mode == "full" || mode == "sign", "adder_conv2d: unknown weight_grad '", std::string(mode),
+inline bool parse_weight_grad_mode(const char* op, c10::string_view mode) {
+  TORCH_CHECK(mode == "full" || mode == "sign", op, ": unknown mode '", std::string(mode),
               "'; expected 'full' or 'sign'");
   return mode == "sign";
 }

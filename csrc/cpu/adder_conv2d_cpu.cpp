@@ -419,7 +419,7 @@ at::Tensor adder_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, c
                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                             c10::string_view /*weight_grad*/, c10::string_view /*input_grad*/) {
   const Geometry g = make_geometry("adder_conv2d", input, weight, stride, padding, dilation, groups);
-  check_bias(bias, input, g);
+  check_bias("adder_conv2d", bias, input, g);
   const auto ct = compute_type(input);
   auto x = input.to(ct).contiguous();
   auto w = weight.to(ct).contiguous();
@@ -436,9 +436,10 @@ at::Tensor adder_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, c
 at::Tensor adder_conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                                        const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
                                        at::IntArrayRef dilation, int64_t groups, c10::string_view mode) {
-  const Geometry g = make_geometry("adder_conv2d_grad_input", input, weight, stride, padding, dilation, groups);
-  check_grad_output(grad_output, input, g);
-  const bool sign = parse_input_grad_mode(mode);
+  constexpr const char* op = "adder_conv2d_grad_input";
+  const Geometry g = make_geometry(op, input, weight, stride, padding, dilation, groups);
+  check_grad_output(op, grad_output, input, g);
+  const bool sign = parse_input_grad_mode(op, mode);
   const auto ct = compute_type(input);
   auto x = input.to(ct).contiguous();
   auto w = weight.to(ct).contiguous();
@@ -456,9 +457,10 @@ at::Tensor adder_conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::
 at::Tensor adder_conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at::Tensor& input,
                                         const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
                                         at::IntArrayRef dilation, int64_t groups, c10::string_view mode) {
-  const Geometry g = make_geometry("adder_conv2d_grad_weight", input, weight, stride, padding, dilation, groups);
-  check_grad_output(grad_output, input, g);
-  const bool sign = parse_weight_grad_mode(mode);
+  constexpr const char* op = "adder_conv2d_grad_weight";
+  const Geometry g = make_geometry(op, input, weight, stride, padding, dilation, groups);
+  check_grad_output(op, grad_output, input, g);
+  const bool sign = parse_weight_grad_mode(op, mode);
   const auto ct = compute_type(input);
   auto w = weight.to(ct).contiguous();
   if (g.N == 0) return at::zeros_like(weight, at::MemoryFormat::Contiguous);

@@ -22,6 +22,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "adder_conv2d_geometry.h"  // csrc/, on the include path
 #include "adder_conv2d_kernels.cuh"
 
 namespace addersr {
@@ -37,87 +38,52 @@ void check_fits_int(const char* op, const char* what, int64_t v) {
               " exceeds the 32-bit index range of the CUDA kernel; split the batch or the image");
 }
 
-bool supported_dtype(at::ScalarType t) {
-  return t == at::kFloat || t == at::kHalf || t == at::kBFloat16 || t == at::kDouble;
-}
-
-// Geometry checks shared by the three operators; returns the kernel's shape.
-ConvShape make_shape(const char* op, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
-                     at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+// Geometry checks of the three operators: the common ones of adder_conv2d_geometry.h
+// (as on the CPU) plus the limits of the CUDA kernels' 32-bit indexing and grid.
+Geometry cuda_geometry(const char* op, const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                       at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   TORCH_CHECK(input.is_cuda(), op, ": the CUDA kernel got an input on ", input.device());
-  TORCH_CHECK(weight.device() == input.device(), op, ": weight is on ", weight.device(), " but input is on ",
-              input.device());
-  TORCH_CHECK(input.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ", input.dim(), "-D");
-  TORCH_CHECK(weight.dim() == 4, op, ": weight must be 4-D (Cout, Cin/groups, kh, kw), got ", weight.dim(), "-D");
-  TORCH_CHECK(supported_dtype(input.scalar_type()), op,
-              ": the CUDA kernel supports float32, float16, bfloat16 and float64, got ", input.scalar_type());
-  TORCH_CHECK(weight.scalar_type() == input.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
-              " does not match input dtype ", input.scalar_type());
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
-              ": stride, padding and dilation must have 2 elements");
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ", stride);
-  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation must be positive, got ", dilation);
-  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ", padding);
-  TORCH_CHECK(groups > 0, op, ": groups must be positive, got ", groups);
+  const Geometry g = make_geometry(op, input, weight, stride, padding, dilation, groups);
   TORCH_CHECK(groups <= 65535, op, ": at most 65535 groups are supported by the CUDA kernel, got ", groups);
-  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
-  const int64_t cout = weight.size(0), kh = weight.size(2), kw = weight.size(3);
-  TORCH_CHECK(c % groups == 0 && weight.size(1) * groups == c, op, ": input has ", c,
-              " channels but weight expects ", weight.size(1), " per group x groups=", groups);
-  TORCH_CHECK(cout % groups == 0, op, ": out channels ", cout, " are not divisible by groups=", groups);
-  TORCH_CHECK(kh > 0 && kw > 0, op, ": kernel size must be positive");
-  const int64_t ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
-  const int64_t wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-  TORCH_CHECK(h + 2 * padding[0] - dilation[0] * (kh - 1) - 1 >= 0 && ho > 0 &&
-                  w + 2 * padding[1] - dilation[1] * (kw - 1) - 1 >= 0 && wo > 0,
-              op, ": output size must be positive (input ", h, "x", w, ", kernel ", kh, "x", kw, ")");
-
-  check_fits_int(op, "C*H*W", c * h * w);
-  check_fits_int(op, "Cout*Ho*Wo", cout * ho * wo);
-  check_fits_int(op, "N*Ho*Wo", n * ho * wo);
-  check_fits_int(op, "N*H*W", n * h * w);
-  check_fits_int(op, "Cout*Cin/groups*kh*kw", cout * (c / groups) * kh * kw);
+  check_fits_int(op, "C*H*W", g.Cin * g.H * g.W);
+  check_fits_int(op, "Cout*Ho*Wo", g.Cout * g.L());
+  check_fits_int(op, "N*Ho*Wo", g.N * g.L());
+  check_fits_int(op, "N*H*W", g.N * g.H * g.W);
+  check_fits_int(op, "Cout*Cin/groups*kh*kw", g.Cout * g.K());
   // Spatial indices (oh·stride - pad + i·dilation and the like) are int32 in the kernels.
-  check_fits_int(op, "the spatial index range", std::max(h + stride[0] * ho + dilation[0] * kh + padding[0],
-                                                         w + stride[1] * wo + dilation[1] * kw + padding[1]));
-
-  ConvShape s;
-  s.N = (int)n;
-  s.C = (int)c;
-  s.H = (int)h;
-  s.W = (int)w;
-  s.Cout = (int)cout;
-  s.Ho = (int)ho;
-  s.Wo = (int)wo;
-  s.kh = (int)kh;
-  s.kw = (int)kw;
-  s.sh = (int)stride[0];
-  s.sw = (int)stride[1];
-  s.ph = (int)padding[0];
-  s.pw = (int)padding[1];
-  s.dh = (int)dilation[0];
-  s.dw = (int)dilation[1];
-  s.groups = (int)groups;
-  s.Cg = (int)(c / groups);
-  s.Mg = (int)(cout / groups);
-  s.KHW = (int)(kh * kw);
-  s.K = (int)(c / groups * kh * kw);
-  s.HW = (int)(h * w);
-  s.HoWo = (int)(ho * wo);
-  s.npix = (int)(n * ho * wo);
-  s.nin = (int)(n * h * w);
-  return s;
+  check_fits_int(op, "the spatial index range",
+                 std::max(g.H + g.sh * g.Ho + g.dh * g.kh + g.ph, g.W + g.sw * g.Wo + g.dw * g.kw + g.pw));
+  return g;
 }
 
-void check_grad_output(const char* op, const at::Tensor& grad_output, const at::Tensor& input, const ConvShape& s) {
-  TORCH_CHECK(grad_output.device() == input.device(), op, ": grad_output is on ", grad_output.device(),
-              " but input is on ", input.device());
-  TORCH_CHECK(grad_output.scalar_type() == input.scalar_type(), op, ": grad_output dtype ",
-              grad_output.scalar_type(), " does not match input dtype ", input.scalar_type());
-  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == s.N && grad_output.size(1) == s.Cout &&
-                  grad_output.size(2) == s.Ho && grad_output.size(3) == s.Wo,
-              op, ": grad_output must have shape (", s.N, ", ", s.Cout, ", ", s.Ho, ", ", s.Wo, "), got ",
-              grad_output.sizes());
+// The kernels' 32-bit shape (cuda_geometry checked that every product fits).
+ConvShape kernel_shape(const Geometry& g) {
+  ConvShape s;
+  s.N = (int)g.N;
+  s.C = (int)g.Cin;
+  s.H = (int)g.H;
+  s.W = (int)g.W;
+  s.Cout = (int)g.Cout;
+  s.Ho = (int)g.Ho;
+  s.Wo = (int)g.Wo;
+  s.kh = (int)g.kh;
+  s.kw = (int)g.kw;
+  s.sh = (int)g.sh;
+  s.sw = (int)g.sw;
+  s.ph = (int)g.ph;
+  s.pw = (int)g.pw;
+  s.dh = (int)g.dh;
+  s.dw = (int)g.dw;
+  s.groups = (int)g.groups;
+  s.Cg = (int)g.cin_g();
+  s.Mg = (int)g.cout_g();
+  s.KHW = (int)(g.kh * g.kw);
+  s.K = (int)g.K();
+  s.HW = (int)(g.H * g.W);
+  s.HoWo = (int)g.L();
+  s.npix = (int)(g.N * g.L());
+  s.nin = (int)(g.N * g.H * g.W);
+  return s;
 }
 
 // ---------------------------------------------------------------- forward
@@ -126,14 +92,10 @@ at::Tensor adder_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight, 
                              at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                              c10::string_view /*weight_grad*/, c10::string_view /*input_grad*/) {
   constexpr const char* op = "adder_conv2d";
-  const ConvShape s = make_shape(op, input, weight, stride, padding, dilation, groups);
+  const Geometry g = cuda_geometry(op, input, weight, stride, padding, dilation, groups);
+  const ConvShape s = kernel_shape(g);
   const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {
-    TORCH_CHECK(bias->device() == input.device(), op, ": bias is on ", bias->device(), " but input is on ",
-                input.device());
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.Cout, op, ": bias must have shape (", s.Cout, "), got ",
-                bias->sizes());
-  }
+  check_bias(op, bias, input, g);
   c10::cuda::CUDAGuard guard(input.device());
   at::Tensor out = at::empty({s.N, s.Cout, s.Ho, s.Wo}, input.options().memory_format(at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
@@ -165,10 +127,10 @@ at::Tensor adder_conv2d_grad_input_cuda(const at::Tensor& grad_output, const at:
                                         const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
                                         at::IntArrayRef dilation, int64_t groups, c10::string_view mode) {
   constexpr const char* op = "adder_conv2d_grad_input";
-  const ConvShape s = make_shape(op, input, weight, stride, padding, dilation, groups);
-  check_grad_output(op, grad_output, input, s);
-  const bool sign = mode == "sign";
-  TORCH_CHECK(sign || mode == "hardtanh", op, ": unknown mode '", mode, "'; expected 'hardtanh' or 'sign'");
+  const Geometry g = cuda_geometry(op, input, weight, stride, padding, dilation, groups);
+  const ConvShape s = kernel_shape(g);
+  check_grad_output(op, grad_output, input, g);
+  const bool sign = parse_input_grad_mode(op, mode);
   c10::cuda::CUDAGuard guard(input.device());
   at::Tensor dx = at::empty({s.N, s.C, s.H, s.W}, input.options().memory_format(at::MemoryFormat::Contiguous));
   if (dx.numel() == 0) return dx;
@@ -210,10 +172,10 @@ at::Tensor adder_conv2d_grad_weight_cuda(const at::Tensor& grad_output, const at
                                          const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
                                          at::IntArrayRef dilation, int64_t groups, c10::string_view mode) {
   constexpr const char* op = "adder_conv2d_grad_weight";
-  const ConvShape s = make_shape(op, input, weight, stride, padding, dilation, groups);
-  check_grad_output(op, grad_output, input, s);
-  const bool sign = mode == "sign";
-  TORCH_CHECK(sign || mode == "full", op, ": unknown mode '", mode, "'; expected 'full' or 'sign'");
+  const Geometry g = cuda_geometry(op, input, weight, stride, padding, dilation, groups);
+  const ConvShape s = kernel_shape(g);
+  check_grad_output(op, grad_output, input, g);
+  const bool sign = parse_weight_grad_mode(op, mode);
   c10::cuda::CUDAGuard guard(input.device());
   const int64_t wnumel = (int64_t)s.Cout * s.K;
   if (s.npix == 0 || wnumel == 0) {

@@ -137,21 +137,16 @@ def adder_conv2d(
 
 
 class _ReferenceFunction(torch.autograd.Function):
+    """The reference with the op's autograd formula, on the reference's backward functions."""
+
     @staticmethod
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad):
-        ctx.save_for_backward(input, weight)
-        ctx.conf = (stride, padding, dilation, groups, weight_grad, input_grad, bias is not None)
+        _setup_context(ctx, (input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad), None)
         return reference.reference_forward(input, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad):
-        input, weight = ctx.saved_tensors
-        stride, padding, dilation, groups, weight_grad, input_grad, has_bias = ctx.conf
-        geom = (stride, padding, dilation, groups)
-        gi = reference.reference_grad_input(grad, input, weight, *geom, input_grad) if ctx.needs_input_grad[0] else None
-        gw = reference.reference_grad_weight(grad, input, weight, *geom, weight_grad) if ctx.needs_input_grad[1] else None
-        gb = grad.sum((0, 2, 3)) if has_bias and ctx.needs_input_grad[2] else None
-        return gi, gw, gb, None, None, None, None, None, None
+        return _gradients(ctx, grad, reference.reference_grad_input, reference.reference_grad_weight)
 
 
 def adder_conv2d_reference(
@@ -204,15 +199,19 @@ def _setup_context(ctx, inputs, output):
     ctx.conf = (stride, padding, dilation, groups, weight_grad, input_grad, bias is not None)
 
 
-def _backward(ctx, grad):
+def _gradients(ctx, grad, grad_input_fn, grad_weight_fn):
+    """Gradients of (input, weight, bias) and None for the 6 non-tensor arguments."""
     input, weight = ctx.saved_tensors
     stride, padding, dilation, groups, weight_grad, input_grad, has_bias = ctx.conf
     geom = (stride, padding, dilation, groups)
-    grad = grad.contiguous()
-    gi = _ops.adder_conv2d_grad_input(grad, input, weight, *geom, input_grad) if ctx.needs_input_grad[0] else None
-    gw = _ops.adder_conv2d_grad_weight(grad, input, weight, *geom, weight_grad) if ctx.needs_input_grad[1] else None
+    gi = grad_input_fn(grad, input, weight, *geom, input_grad) if ctx.needs_input_grad[0] else None
+    gw = grad_weight_fn(grad, input, weight, *geom, weight_grad) if ctx.needs_input_grad[1] else None
     gb = grad.sum((0, 2, 3)) if has_bias and ctx.needs_input_grad[2] else None
     return gi, gw, gb, None, None, None, None, None, None
+
+
+def _backward(ctx, grad):
+    return _gradients(ctx, grad.contiguous(), _ops.adder_conv2d_grad_input, _ops.adder_conv2d_grad_weight)
 
 
 torch.library.register_autograd("addersr::adder_conv2d", _backward, setup_context=_setup_context)

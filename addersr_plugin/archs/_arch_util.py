@@ -15,6 +15,19 @@ def check_positive_int(arch: str, name: str, value) -> int:
     return value
 
 
+def check_vdsr_args(arch: str, num_in_ch: int, num_out_ch: int, num_feat: int, num_layer: int,
+                    upscale: int) -> None:
+    """The shared argument checks of the VDSR family (first/last conv, global residual)."""
+    for name, value in (("num_in_ch", num_in_ch), ("num_out_ch", num_out_ch), ("num_feat", num_feat),
+                        ("num_layer", num_layer), ("upscale", upscale)):
+        check_positive_int(arch, name, value)
+    if num_layer < 2:
+        raise ValueError(f"{arch}: num_layer must be >= 2 (first and last conv), got {num_layer}")
+    if num_out_ch != num_in_ch:
+        raise ValueError(f"{arch}: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}) "
+                         "for the global residual")
+
+
 def pixel_shuffle_steps(arch: str, upscale: int) -> list:
     """The PixelShuffle factors of EDSR's upsampler: 2^n as n steps of 2, or one step of 3."""
     check_positive_int(arch, "upscale", upscale)

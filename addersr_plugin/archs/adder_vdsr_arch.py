@@ -7,7 +7,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from ..nn import ShortcutAdderBlock
-from ._arch_util import bicubic_upsample, check_positive_int
+from ._arch_util import bicubic_upsample, check_vdsr_args
 from ._register import register_arch
 
 
@@ -37,14 +37,7 @@ class AdderVDSR(nn.Module):
                  eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
                  adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False):
         super().__init__()
-        for name, value in (("num_in_ch", num_in_ch), ("num_out_ch", num_out_ch), ("num_feat", num_feat),
-                            ("num_layer", num_layer), ("upscale", upscale)):
-            check_positive_int("AdderVDSR", name, value)
-        if num_layer < 2:
-            raise ValueError(f"AdderVDSR: num_layer must be >= 2 (first and last conv), got {num_layer}")
-        if num_out_ch != num_in_ch:
-            raise ValueError(f"AdderVDSR: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}) "
-                             "for the global residual")
+        check_vdsr_args("AdderVDSR", num_in_ch, num_out_ch, num_feat, num_layer, upscale)
         self.upscale = upscale
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.relu = nn.ReLU(inplace=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._arch_util import bicubic_upsample, check_positive_int
+from ._arch_util import bicubic_upsample, check_vdsr_args
 from ._register import register_arch
 
 
@@ -28,14 +28,7 @@ class VDSR(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_layer: int = 20,
                  upscale: int = 4):
         super().__init__()
-        for name, value in (("num_in_ch", num_in_ch), ("num_out_ch", num_out_ch), ("num_feat", num_feat),
-                            ("num_layer", num_layer), ("upscale", upscale)):
-            check_positive_int("VDSR", name, value)
-        if num_layer < 2:
-            raise ValueError(f"VDSR: num_layer must be >= 2 (first and last conv), got {num_layer}")
-        if num_out_ch != num_in_ch:
-            raise ValueError(f"VDSR: num_out_ch ({num_out_ch}) must equal num_in_ch ({num_in_ch}) "
-                             "for the global residual")
+        check_vdsr_args("VDSR", num_in_ch, num_out_ch, num_feat, num_layer, upscale)
         self.upscale = upscale
         layers = [nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), nn.ReLU(inplace=True)]
         for _ in range(num_layer - 2):

@@ -112,7 +112,20 @@ def test_gt_size_larger_than_the_images(tmp_path, capsys, lmdbs):
 def test_unsupported_optimizer(tmp_path, capsys, lmdbs):
     opt = train_options(*lmdbs)
     opt["train"]["optim_g"]["type"] = "SGD"
-    assert "train.optim_g.type 'SGD' is not supported by basicsr 1.4.2 (only Adam)" in \
+    assert "train.optim_g.type 'SGD' is not supported by basicsr 1.4.2's SRModel (only Adam); " \
+        "model_type: AdderSRModel also takes AdamW and SGD" in _train_error(tmp_path, capsys, opt)
+
+
+def test_adder_sr_model_optimizer_and_teacher_checks(tmp_path, capsys, lmdbs):
+    opt = train_options(*lmdbs)
+    opt["model_type"] = "AdderSRModel"
+    opt["train"]["optim_g"]["type"] = "RMSprop"
+    assert "train.optim_g.type 'RMSprop' is not supported by AdderSRModel (use one of Adam, AdamW, SGD)" in \
+        _train_error(tmp_path, capsys, opt)
+    opt["train"]["optim_g"]["type"] = "SGD"
+    opt["network_t"] = dict(opt["network_g"])
+    opt["path"]["pretrain_network_t"] = str(tmp_path / "missing_teacher.pth")
+    assert "network_t is set but path.pretrain_network_t is missing or does not exist" in \
         _train_error(tmp_path, capsys, opt)
 
 

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 from torch import Tensor, nn
 
 from ..nn import AdderConv2d, PowerActivation, ShortcutAdderBlock
-from ._arch_util import MeanShift, check_positive_int, pixel_shuffle_steps
+from ._arch_util import DCFreeConv2d, MeanShift, bicubic_upsample, check_positive_int, pixel_shuffle_steps
 from ._register import register_arch
 
 
@@ -95,6 +95,13 @@ class AdderEDSR(nn.Module):
         alpha_init (float): initial power-activation alpha. Default 1.0.
         power_per_channel (bool): one alpha per channel. Default False.
         adder_upsampler (bool): upsampler convolutions become adder layers. Default False.
+        image_skip (bool): ours, not the paper's: the output is the bicubic ×upscale input plus
+            the network's output (VDSR's global residual), and ``conv_last`` starts at zero so
+            training starts from bicubic. Colour then no longer has to pass through the adder
+            body. Default False (paper).
+        dc_free_head (bool): ours: every ``conv_first`` filter sums to zero over its taps
+            (:class:`DCFreeConv2d`), so the body sees local structure, not absolute colour.
+            Needs ``image_skip`` (the colour must reach the output some other way). Default False.
     """
 
     def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int = 64, num_block: int = 16, upscale: int = 4,
@@ -102,8 +109,11 @@ class AdderEDSR(nn.Module):
                  shortcut: bool = True, power_act: bool = True, norm: Optional[str] = "bn",
                  eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
                  adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False,
-                 adder_upsampler: bool = False):
+                 adder_upsampler: bool = False, image_skip: bool = False, dc_free_head: bool = False):
         super().__init__()
+        if dc_free_head and not image_skip:
+            raise ValueError("AdderEDSR: dc_free_head=True needs image_skip=True: a zero-sum head drops the "
+                             "colour of flat regions, which then reaches the output only through the skip")
         for name, value in (("num_in_ch", num_in_ch), ("num_out_ch", num_out_ch), ("num_feat", num_feat),
                             ("num_block", num_block)):
             check_positive_int("AdderEDSR", name, value)
@@ -116,14 +126,21 @@ class AdderEDSR(nn.Module):
                             alpha_init=alpha_init, power_per_channel=power_per_channel)
         unit_kwargs = dict(shortcut=shortcut, norm=norm, power=power_act, **adder_kwargs)
 
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.image_skip = bool(image_skip)
+        self.conv_first = (DCFreeConv2d if dc_free_head else nn.Conv2d)(num_in_ch, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*(AdderResidualBlock(num_feat, res_scale, **unit_kwargs)
                                     for _ in range(num_block)))
         self.conv_after_body = ShortcutAdderBlock(num_feat, act=None, **unit_kwargs)
         self.upsample = make_upsampler(num_feat, upscale, adder_upsampler, norm=norm, power=power_act, **adder_kwargs)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        if self.image_skip:  # start exactly at bicubic: the body learns the residual detail
+            nn.init.zeros_(self.conv_last.weight)
+            nn.init.zeros_(self.conv_last.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv_first(self.mean_shift.normalize(x))
-        res = self.conv_after_body(self.body(x)) + x
-        return self.mean_shift.denormalize(self.conv_last(self.upsample(res)))
+        feat = self.conv_first(self.mean_shift.normalize(x))
+        res = self.conv_after_body(self.body(feat)) + feat
+        out = self.conv_last(self.upsample(res))
+        if self.image_skip:
+            return bicubic_upsample(x, self.upscale) + out / self.mean_shift.img_range
+        return self.mean_shift.denormalize(out)

@@ -3,6 +3,7 @@
     addersr data div2k --hr DIR [--lr-root DIR] [--out datasets/DIV2K] [--scales 2 3 4]
     addersr data benchmark --hr DIR --name Set5 [--out datasets/benchmark] [--scales 2 3 4]
     addersr data demo [--out demo_output/datasets] [--scale 2]
+    addersr data photos SRC [SRC ...] --out DIR [--reduce 4] [--holdout-per-source 2]
     addersr upscale --opt OPT --model PTH --input IMG_OR_DIR --output DIR [--tile N]
     addersr demo [...]
     addersr energy ...
@@ -14,6 +15,7 @@ when used.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..data.errors import DatasetError
@@ -28,7 +30,7 @@ _DELEGATED = {
 
 def _data_parser(sub) -> None:
     data = sub.add_parser("data", help="build BasicSR datasets (LMDBs, benchmark folders)")
-    kinds = data.add_subparsers(dest="kind", metavar="{div2k,benchmark,demo}", required=True)
+    kinds = data.add_subparsers(dest="kind", metavar="{div2k,benchmark,demo,photos}", required=True)
 
     d = kinds.add_parser("div2k", help="DIV2K HR (+LR) -> sub-image LMDBs for training")
     d.add_argument("--hr", required=True, help="folder of HR images, e.g. DIV2K_train_HR")
@@ -50,6 +52,21 @@ def _data_parser(sub) -> None:
     m = kinds.add_parser("demo", help="the real-photo demo set from scikit-image's photos")
     m.add_argument("--out", default="demo_output/datasets", help="output folder (default demo_output/datasets)")
     m.add_argument("--scale", type=int, default=2)
+
+    p = kinds.add_parser("photos", help="folders of photographs -> train LMDBs + held-out whole photos",
+                         description="Each SRC folder is one photo collection ('skimage' = scikit-image's "
+                                     "photos). JPEG photos are reduced by --reduce with MATLAB bicubic; whole "
+                                     "photos are held out per source; see docs/quality.md.")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="photo folder, or 'skimage'")
+    p.add_argument("--out", required=True, help="output folder (must not hold a finished dataset)")
+    p.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    p.add_argument("--reduce", type=int, default=4, help="integer reduction of JPEG photos (default 4)")
+    p.add_argument("--holdout-per-source", type=int, default=2,
+                   help="whole photos held out of every source (default 2; stable choice by name hash)")
+    p.add_argument("--holdout", nargs="+", default=None, metavar="NAME",
+                   help="hold out these photos instead (file stem, or <source>_<stem>)")
+    p.add_argument("--crop", type=int, default=192, help="HR training sub-image size (default 192)")
+    p.add_argument("--step", type=int, default=96, help="HR sub-image stride (default 96)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +91,16 @@ def _run_data(args: argparse.Namespace) -> None:
         from ..data.benchmark import prepare_benchmark
 
         paths = {args.name: prepare_benchmark(args.hr, args.out, args.name, args.scales)}
+    elif args.kind == "photos":
+        from ..data.photos import prepare_photos
+
+        manifest = prepare_photos(args.sources, args.out, scales=args.scales, reduce=args.reduce,
+                                  holdout_per_source=args.holdout_per_source, holdout=args.holdout,
+                                  crop=args.crop, step=args.step)
+        held = [p["file"] for p in manifest["photos"] if p["split"] == "heldout"]
+        print(f"{len(manifest['photos']) - len(held)} training photos -> {manifest['train_sub_images']} "
+              f"sub-images; held out: {', '.join(held)}")
+        paths = {"dataset": os.path.abspath(args.out)}
     else:
         from ..data.demo_set import prepare_demo_set
 

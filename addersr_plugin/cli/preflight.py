@@ -77,8 +77,19 @@ def check_runtime(opt: dict, path: str, is_train: bool) -> None:
         )
     if is_train:
         optim = ((opt.get("train") or {}).get("optim_g") or {}).get("type")
-        if optim is not None and optim != "Adam":
-            raise OptionError(f"{path}: train.optim_g.type {optim!r} is not supported by basicsr 1.4.2 (only Adam)")
+        if opt.get("model_type") == "AdderSRModel":
+            from ..models import OPTIMIZERS
+
+            if optim is not None and optim not in OPTIMIZERS:
+                raise OptionError(f"{path}: train.optim_g.type {optim!r} is not supported by AdderSRModel "
+                                  f"(use one of {', '.join(OPTIMIZERS)})")
+            teacher = (opt.get("path") or {}).get("pretrain_network_t")
+            if opt.get("network_t") and (not teacher or not os.path.isfile(os.path.expanduser(teacher))):
+                raise OptionError(f"{path}: network_t is set but path.pretrain_network_t is missing or does not "
+                                  f"exist: {teacher}")
+        elif optim is not None and optim != "Adam":
+            raise OptionError(f"{path}: train.optim_g.type {optim!r} is not supported by basicsr 1.4.2's "
+                              "SRModel (only Adam); model_type: AdderSRModel also takes AdamW and SGD")
     else:
         weights = (opt.get("path") or {}).get("pretrain_network_g")
         if not weights:

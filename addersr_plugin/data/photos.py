@@ -1,0 +1,217 @@
+"""A CPU-scale real-photo SR dataset ("mini-DIV2K") from folders of photographs.
+
+``addersr data photos SRC [SRC ...] --out DIR`` treats each source folder as one photo
+collection (the Debian ``lomiri-wallpapers-*`` photos, a camera folder, ...), or ``skimage``
+for the photographs that ship inside scikit-image. For every photo it
+
+1. reduces JPEG photos by an integer factor (``--reduce``, default 4) with MATLAB bicubic:
+   a 4× reduction averages away JPEG block artefacts and sensor noise, so the HR images are
+   clean the way DIV2K's are; lossless photos (PNG, TIFF) are kept at their size;
+2. assigns the **whole photo** to train or held-out: ``--holdout-per-source N`` photos of
+   every source (a deterministic choice, stable across runs) or the photos named with
+   ``--holdout NAME``; a held-out photo is never cropped into training;
+3. writes BasicSR's layout:
+
+       DIR/train_HR/<source>_<photo>.png                  the reduced training photos
+       DIR/train_HR_sub.lmdb                              sub-images (``--crop``/``--step``)
+       DIR/train_LR_bicubic_X{s}_sub.lmdb                 matching LR sub-images per scale
+       DIR/heldout/HR/<source>_<photo>.png                held-out photos, modcropped to lcm(scales)
+       DIR/heldout/LR_bicubic/X{s}/<source>_<photo>.png   their MATLAB-bicubic LR images
+       DIR/manifest.json                                  sources, split, sizes, factors
+
+Everything is written under a staging name and renamed into place only when complete, so an
+interrupted run leaves nothing that looks like a finished dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+
+import numpy as np
+
+from .div2k import prepare_div2k
+from .errors import DatasetError
+from .images import IMAGE_EXTENSIONS, bicubic_downscale, modcrop, read_image, scan_images, write_png
+
+SKIMAGE_SOURCE = "skimage"
+# scikit-image's everyday RGB photographs (the Hubble field, retina, microscopy and synthetic
+# images are left out: they are not the kind of photo an SR user upscales).
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
+MANIFEST = "manifest.json"
+MIN_SIDE = 96  # a reduced photo smaller than this teaches little and is refused
+
+
+# BasicSR's LMDB datasets cut a key at its first '.' (``meta_info.txt`` parsing), so keys
+# keep letters, digits, '_' and '-' only: "lomiri-wallpapers-16.04" becomes "lomiri-wallpapers-16_04".
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _source_name(src: str) -> str:
+    if src == SKIMAGE_SOURCE:
+        return SKIMAGE_SOURCE
+    return _KEY_UNSAFE.sub("_", os.path.basename(os.path.normpath(src))) or "photos"
+
+
+def _photo_key(name: str) -> str:
+    return _KEY_UNSAFE.sub("_", os.path.splitext(name)[0])
+
+
+def _load_skimage(name: str) -> np.ndarray:
+    import skimage.data
+
+    rgb = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
+    return np.ascontiguousarray(rgb[:, :, ::-1])  # BGR, like cv2 and BasicSR
+
+
+def list_photos(src: str) -> list[tuple[str, str, bool]]:
+    """``(key, path_or_skimage_name, lossy)`` for every photo of one source, sorted."""
+    if src == SKIMAGE_SOURCE:
+        return [(name, name, False) for name in SKIMAGE_PHOTOS]
+    names = scan_images(src)
+    photos = [(_photo_key(n), os.path.join(src, n), n.lower().endswith(LOSSY_EXTENSIONS)) for n in names]
+    keys = [k for k, _, _ in photos]
+    if len(set(keys)) != len(keys):
+        raise DatasetError(f"two photos in {src} share a name stem; rename one")
+    return photos
+
+
+def choose_holdout(keys: list[str], count: int) -> list[str]:
+    """``count`` keys chosen by a hash of the key: stable, independent of file order."""
+    if count >= len(keys):
+        raise DatasetError(f"cannot hold out {count} of {len(keys)} photos: nothing would be left to train on")
+    ranked = sorted(keys, key=lambda k: hashlib.sha1(k.encode()).hexdigest())
+    return sorted(ranked[:count])
+
+
+def reduce_photo(img: np.ndarray, factor: int) -> np.ndarray:
+    """MATLAB-bicubic reduction by an integer factor (after a modcrop to the factor)."""
+    if factor == 1:
+        return img
+    return bicubic_downscale(modcrop(img, factor), factor)
+
+
+def prepare_photos(
+    sources: list[str],
+    out_dir: str,
+    *,
+    scales: list[int] = (2, 3, 4),
+    reduce: int = 4,
+    holdout_per_source: int = 2,
+    holdout: list[str] | None = None,
+    crop: int = 192,
+    step: int = 96,
+) -> dict:
+    """Build the dataset described in the module docstring; returns the manifest dict."""
+    scales = sorted(set(int(s) for s in scales))
+    if not scales or any(s < 2 for s in scales):
+        raise DatasetError(f"scales must be integers >= 2, got {scales}")
+    if reduce < 1:
+        raise DatasetError(f"--reduce must be a positive integer, got {reduce}")
+    if holdout_per_source < 0:
+        raise DatasetError(f"--holdout-per-source must be >= 0, got {holdout_per_source}")
+    if not sources:
+        raise DatasetError("give at least one photo folder (or 'skimage')")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(os.path.join(out_dir, MANIFEST)):
+        raise DatasetError(f"{out_dir} already holds a finished photo dataset; delete it to rebuild")
+    align = math.lcm(*scales)
+
+    plan = []  # (source, key, path, lossy, heldout)
+    named = set(holdout or [])
+    for src in sources:
+        if src != SKIMAGE_SOURCE and not os.path.isdir(src):
+            raise DatasetError(f"photo source is not a folder: {src} (or use '{SKIMAGE_SOURCE}')")
+        source = _source_name(src)
+        if any(p[0] == source for p in plan):
+            raise DatasetError(f"two sources share the name {source!r}")
+        photos = list_photos(src)
+        keys = [k for k, _, _ in photos]
+        chosen = {k for k in keys if k in named or f"{source}_{k}" in named}
+        if not chosen and holdout_per_source:
+            chosen = set(choose_holdout(keys, holdout_per_source))
+        if len(chosen) == len(keys):
+            raise DatasetError(f"every photo of {source} is held out: nothing left to train on")
+        plan += [(source, k, p, lossy, k in chosen) for k, p, lossy in photos]
+    unknown = named - {k for _, k, *_ in plan} - {f"{s}_{k}" for s, k, *_ in plan}
+    if unknown:
+        raise DatasetError(f"--holdout names no photo of the sources: {', '.join(sorted(unknown))}")
+
+    os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
+    staging = out_dir + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.join(staging, "train_HR"))
+    os.makedirs(os.path.join(staging, "heldout", "HR"))
+    for s in scales:
+        os.makedirs(os.path.join(staging, "heldout", "LR_bicubic", f"X{s}"))
+    manifest = {"version": 1, "scales": scales, "reduce": reduce, "crop": crop, "step": step,
+                "sources": sorted({p[0] for p in plan}), "photos": []}
+    try:
+        for i, (source, key, path, lossy, heldout) in enumerate(plan, 1):
+            img = _load_skimage(path) if source == SKIMAGE_SOURCE else read_image(path)
+            if img.shape[2] != 3:
+                raise DatasetError(f"{path}: only RGB photos are supported (got {img.shape[2]} channels)")
+            factor = reduce if lossy else 1
+            small = reduce_photo(img, factor)
+            if min(small.shape[:2]) < MIN_SIDE:
+                raise DatasetError(f"{path}: {small.shape[1]}x{small.shape[0]} after reduction ×{factor} "
+                                   f"is below {MIN_SIDE} px; use a smaller --reduce")
+            name = f"{source}_{key}.png"
+            split = "heldout" if heldout else "train"
+            print(f"[{i}/{len(plan)}] {source}/{key}: {img.shape[1]}x{img.shape[0]} /{factor} -> "
+                  f"{small.shape[1]}x{small.shape[0]} ({split})", flush=True)
+            if heldout:
+                hr = modcrop(small, align)
+                write_png(os.path.join(staging, "heldout", "HR", name), hr)
+                for s in scales:
+                    write_png(os.path.join(staging, "heldout", "LR_bicubic", f"X{s}", name), bicubic_downscale(hr, s))
+            else:
+                write_png(os.path.join(staging, "train_HR", name), small)
+            manifest["photos"].append({"source": source, "photo": key, "file": name, "split": split,
+                                       "original": [int(img.shape[1]), int(img.shape[0])], "reduce": factor,
+                                       "size": [int(small.shape[1]), int(small.shape[0])]})
+        lmdbs = prepare_div2k(os.path.join(staging, "train_HR"), staging, scales=scales, crop=crop, step=step)
+        for label, p in lmdbs.items():  # DIV2K_* names -> train_* names (the dataset is not DIV2K)
+            target = os.path.join(staging, os.path.basename(p).replace("DIV2K_", ""))
+            os.replace(p, target)
+        manifest["train_sub_images"] = sum(1 for _ in open(os.path.join(staging, "train_HR_sub.lmdb",
+                                                                         "meta_info.txt")))
+        with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+        if os.path.exists(out_dir):
+            if os.listdir(out_dir):
+                raise DatasetError(f"{out_dir} exists and is not empty; delete it to rebuild")
+            os.rmdir(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def photo_paths(out_dir: str, scale: int) -> dict[str, str]:
+    """The paths an option file needs for one scale of a dataset built by :func:`prepare_photos`."""
+    return {
+        "train_gt": os.path.join(out_dir, "train_HR_sub.lmdb"),
+        "train_lq": os.path.join(out_dir, f"train_LR_bicubic_X{scale}_sub.lmdb"),
+        "val_gt": os.path.join(out_dir, "heldout", "HR"),
+        "val_lq": os.path.join(out_dir, "heldout", "LR_bicubic", f"X{scale}"),
+    }
+
+
+def load_manifest(out_dir: str) -> dict:
+    path = os.path.join(out_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise DatasetError(f"{out_dir} is not a finished photo dataset (no {MANIFEST}); "
+                           "build it with `addersr data photos`")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+__all__ = ["prepare_photos", "photo_paths", "load_manifest", "choose_holdout", "SKIMAGE_SOURCE",
+           "IMAGE_EXTENSIONS"]

@@ -6,7 +6,8 @@ No GPU is needed: ``tests/cuda_emulation/emulate_adder_conv2d.cpp`` host-compile
 thread is a fiber, ``__syncthreads`` a checked barrier, ``__shared__`` per-block storage
 poisoned before each block, device buffers fenced by inaccessible pages. The program is
 compiled once per session into a temporary folder and run once per (case, dtype, thread
-order); each run does the forward and all four backward modes (grad_input hardtanh/sign,
+order) — float64 and float32 on every case, float16 and bfloat16 (emulated types, fp32
+accumulation) on a few; each run does the forward and all four backward modes (grad_input hardtanh/sign,
 grad_weight full/sign) exactly as ``adder_conv2d_cuda.cu`` launches them.
 
 Every case runs with the threads of a block scheduled in thread order and in reverse
@@ -86,9 +87,15 @@ CASES = {
                                       groups=3),
 }
 
-DTYPES = {torch.float64: 64, torch.float32: 32}
-# float64: only the summation order differs from the reference. float32: fp32 accumulation.
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-5}
+# dtype codes of emulate_adder_conv2d.cpp's header
+DTYPE_CODES = {torch.float64: 64, torch.float32: 32, torch.float16: 16, torch.bfloat16: 17}
+DTYPES = [torch.float64, torch.float32]
+HALF_DTYPES = [torch.float16, torch.bfloat16]
+HALF_CASES = ["rgb_stem_27_taps_batch3", "dilation2_groups2_pad2", "k144_tap_tiles_and_splits", "grad_weight_splits"]
+# float64: only the summation order differs from the reference. Otherwise fp32 accumulation
+# and the output's rounding to the dtype.
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+EXIT_UNSUPPORTED = 4
 
 
 def _compiler() -> Optional[str]:
@@ -157,13 +164,15 @@ def _make(case: Case, dtype: torch.dtype, bias: bool, seed: int):
 
 def _emulate(exe: Path, case: Case, dtype: torch.dtype, reverse: bool, x, w, b, gy):
     ho, wo = gy.shape[2:]
-    header = [MAGIC, DTYPES[dtype], int(reverse), case.sms, case.n, case.cin, case.h, case.w, case.cout,
+    header = [MAGIC, DTYPE_CODES[dtype], int(reverse), case.sms, case.n, case.cin, case.h, case.w, case.cout,
               *case.k, *case.stride, *case.padding, *case.dilation, case.groups, int(b is not None), ho, wo]
     payload = struct.pack(f"<{len(header)}q", *header)
     for t in (x, w, b, gy):
         if t is not None:
-            payload += t.to(dtype).contiguous().numpy().tobytes()
+            payload += t.to(dtype).contiguous().view(torch.uint8).numpy().tobytes()
     proc = subprocess.run([str(exe)], input=payload, capture_output=True, timeout=RUN_TIMEOUT_S)
+    if proc.returncode == EXIT_UNSUPPORTED:
+        pytest.skip(f"{dtype}: {proc.stdout.decode().strip()}")
     assert proc.returncode == 0, f"emulator exit status {proc.returncode}: {proc.stderr.decode()}"
     flat = torch.frombuffer(bytearray(proc.stdout), dtype=dtype).double()
     shapes = {"forward": gy.shape, "grad_input hardtanh": x.shape, "grad_input sign": x.shape,
@@ -198,11 +207,22 @@ def _case_and_reference(name: str, dtype: torch.dtype):
     return (x, w, b, gy), expected
 
 
-@pytest.mark.parametrize("reverse", [False, True], ids=["thread_order", "reverse_order"])
-@pytest.mark.parametrize("dtype", list(DTYPES), ids=["float64", "float32"])
-@pytest.mark.parametrize("name", list(CASES))
-def test_kernels_match_reference(emulator, name, dtype, reverse):
+def _check(emulator, name: str, dtype: torch.dtype, reverse: bool):
     inputs, expected = _case_and_reference(name, dtype)
     actual = _emulate(emulator, CASES[name], dtype, reverse, *inputs)
     for what, ref in expected.items():
         _assert_close(actual[what], ref, dtype, what)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["thread_order", "reverse_order"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernels_match_reference(emulator, name, dtype, reverse):
+    _check(emulator, name, dtype, reverse)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("name", HALF_CASES)
+def test_half_precision_kernels_accumulate_in_fp32(emulator, name, dtype):
+    """fp16/bf16 tensors, fp32 accumulators and weights (at::acc_type), as the extension runs them."""
+    _check(emulator, name, dtype, reverse=False)

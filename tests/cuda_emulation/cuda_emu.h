@@ -24,8 +24,8 @@
 //
 // Supported: __global__/__device__/__forceinline__/__launch_bounds__/__align__,
 // __shared__ (static storage shared by the fibers of the running block),
-// threadIdx/blockIdx/blockDim/gridDim, __syncthreads, float4, dim3 and the host
-// math library (fabsf, fminf, ...). Not supported (compile errors, not silent):
+// threadIdx/blockIdx/blockDim/gridDim, __syncthreads, float4, dim3, the host
+// math library (fabsf, fminf, ...) and stand-ins for the 16-bit types. Not supported (compile errors, not silent):
 // warp intrinsics, atomics, dynamic shared memory.
 #pragma once
 
@@ -62,6 +62,30 @@ struct dim3 {
 struct alignas(16) float4 {
   float x, y, z, w;
 };
+
+// bfloat16 as at::BFloat16 stores it (the top half of a float), converted with
+// round-to-nearest-even like c10. fp16 is the compiler's _Float16 where it has one.
+struct bfloat16 {
+  std::uint16_t bits;
+  bfloat16() = default;
+  explicit bfloat16(float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    bits = std::isnan(f) ? std::uint16_t(0x7FC0) : std::uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+  explicit operator float() const {
+    const std::uint32_t u = std::uint32_t(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
+};
+#if defined(__FLT16_MAX__)
+#define CUDA_EMU_HAS_FLOAT16 1
+using float16 = _Float16;
+#else
+#define CUDA_EMU_HAS_FLOAT16 0
+#endif
 
 // The running fiber's indices (set by the scheduler before every switch into a fiber).
 inline uint3 threadIdx, blockIdx;

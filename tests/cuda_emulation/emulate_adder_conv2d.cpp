@@ -4,10 +4,11 @@
 //
 //   emulate_adder_conv2d < case.bin > results.bin
 //       One convolution: stdin holds a header of int64 values (see Header) and the
-//       arrays x, weight, [bias], grad_output in the case's dtype (float32 or float64,
-//       contiguous NCHW / OIHW). stdout gets, in the same dtype: the forward output,
-//       grad_input in modes hardtanh and sign, grad_weight in modes full and sign.
-//       stderr gets one line of statistics per kernel launch.
+//       arrays x, weight, [bias], grad_output in the case's dtype (float64, float32,
+//       float16 or bfloat16; contiguous NCHW / OIHW). stdout gets, in the same dtype:
+//       the forward output, grad_input in modes hardtanh and sign, grad_weight in
+//       modes full and sign. stderr gets one line of statistics per kernel launch.
+//       Exit status 4 (and "unsupported: ..." on stdout): the compiler lacks the dtype.
 //   emulate_adder_conv2d --self-test NAME
 //       Toy kernels that show the emulation catches what it claims to catch (see self_test).
 //
@@ -32,8 +33,11 @@ using cuda_emu::DeviceArray;
 
 constexpr int64_t kMagic = 0x414444455255ll;  // "ADDERU"
 
+// dtype codes of the header
+constexpr int64_t kFloat64 = 64, kFloat32 = 32, kFloat16 = 16, kBFloat16 = 17;
+
 struct Header {
-  int64_t magic, dtype_bits, reverse_order, sms;
+  int64_t magic, dtype, reverse_order, sms;
   int64_t N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, dh, dw, groups, has_bias, Ho, Wo;
 };
 
@@ -71,10 +75,10 @@ HostGeometry geometry_of(const Header& h) {
   return {h.N, h.C, h.H, h.W, h.Cout, h.kh, h.kw, h.sh, h.sw, h.ph, h.pw, h.dh, h.dw, h.groups, h.Ho, h.Wo};
 }
 
-template <typename T>
+// scalar_t: the tensors' type; acc_t: at::acc_type<scalar_t, /*is_cuda=*/true>
+// (fp16/bf16 -> fp32, fp32 -> fp32, fp64 -> fp64).
+template <typename scalar_t, typename acc_t>
 void run_case(const Header& h) {
-  using scalar_t = T;
-  using acc_t = T;  // fp32 -> fp32, fp64 -> fp64 (at::acc_type on CUDA)
   namespace K = addersr::cuda_kernels;
   namespace L = addersr::cuda_launch;
   const ConvShape s = L::kernel_shape(geometry_of(h));
@@ -87,6 +91,10 @@ void run_case(const Header& h) {
   read_array(w);
   read_array(bias);
   read_array(go);
+  // weight.to(acc_opts), bias->to(acc_opts)
+  DeviceArray<acc_t> w_acc(w_n), bias_acc(bias.size());
+  for (std::size_t i = 0; i < w_n; ++i) w_acc[i] = static_cast<acc_t>(w[i]);
+  for (std::size_t i = 0; i < bias.size(); ++i) bias_acc[i] = static_cast<acc_t>(bias[i]);
 
   // ---- forward: weights [Cout][K] -> [g][K][Mg]
   {
@@ -95,12 +103,12 @@ void run_case(const Header& h) {
     for (int g = 0; g < s.groups; ++g)
       for (int m = 0; m < s.Mg; ++m)
         for (int k = 0; k < s.K; ++k)
-          wt[((std::size_t)g * s.K + k) * s.Mg + m] = w[((std::size_t)g * s.Mg + m) * s.K + k];
+          wt[((std::size_t)g * s.K + k) * s.Mg + m] = w_acc[((std::size_t)g * s.Mg + m) * s.K + k];
     DeviceArray<scalar_t> y(y_n);
     const L::Grid grid = L::forward_grid<Cfg>(s);
     const dim3 g3(grid.x, grid.y, grid.z);
     cuda_emu::launch(K::adder_forward_kernel<scalar_t, acc_t, Cfg>, g3, dim3(Cfg::NT), x.data(),
-                     static_cast<const acc_t*>(wt.data()), h.has_bias ? bias.data() : nullptr, y.data(), s);
+                     static_cast<const acc_t*>(wt.data()), h.has_bias ? static_cast<const acc_t*>(bias_acc.data()) : nullptr, y.data(), s);
     report("forward", g3, dim3(Cfg::NT));
     write_array(y);
   }
@@ -114,7 +122,7 @@ void run_case(const Header& h) {
         for (int ci = 0; ci < s.Cg; ++ci)
           for (int t = 0; t < s.KHW; ++t)
             wp[(((std::size_t)g * s.KHW + t) * s.Mg + m) * s.Cg + ci] =
-                w[(((std::size_t)g * s.Mg + m) * s.Cg + ci) * s.KHW + t];
+                w_acc[(((std::size_t)g * s.Mg + m) * s.Cg + ci) * s.KHW + t];
     const L::Grid grid = L::grad_input_grid<Cfg>(s);
     const dim3 g3(grid.x, grid.y, grid.z);
     for (const bool sign : {false, true}) {
@@ -141,11 +149,11 @@ void run_case(const Header& h) {
       DeviceArray<scalar_t> dw(w_n);
       if (sign)
         cuda_emu::launch(K::adder_grad_weight_kernel<scalar_t, acc_t, Cfg, Mode::GradWeightSign>, g3,
-                         dim3(Cfg::NT), go.data(), x.data(), static_cast<const acc_t*>(w.data()), part.data(), s,
+                         dim3(Cfg::NT), go.data(), x.data(), static_cast<const acc_t*>(w_acc.data()), part.data(), s,
                          (int)plan.pixels_per_split, (int)plan.tap_tiles);
       else
         cuda_emu::launch(K::adder_grad_weight_kernel<scalar_t, acc_t, Cfg, Mode::GradWeightFull>, g3,
-                         dim3(Cfg::NT), go.data(), x.data(), static_cast<const acc_t*>(w.data()), part.data(), s,
+                         dim3(Cfg::NT), go.data(), x.data(), static_cast<const acc_t*>(w_acc.data()), part.data(), s,
                          (int)plan.pixels_per_split, (int)plan.tap_tiles);
       report(sign ? "grad_weight sign" : "grad_weight full", g3, dim3(Cfg::NT));
       cuda_emu::launch(K::adder_grad_weight_reduce_kernel<scalar_t, acc_t>, r3, dim3(L::kReduceThreads),
@@ -262,12 +270,27 @@ int main(int argc, char** argv) {
   read_exact(&h, sizeof h);
   if (h.magic != kMagic) die("bad header (magic)");
   cuda_emu::set_reverse_order(h.reverse_order != 0);
-  if (h.dtype_bits == 32)
-    run_case<float>(h);
-  else if (h.dtype_bits == 64)
-    run_case<double>(h);
-  else
-    die("dtype_bits must be 32 or 64");
+  switch (h.dtype) {
+    case kFloat64:
+      run_case<double, double>(h);
+      break;
+    case kFloat32:
+      run_case<float, float>(h);
+      break;
+    case kFloat16:
+#if CUDA_EMU_HAS_FLOAT16
+      run_case<float16, float>(h);
+      break;
+#else
+      std::puts("unsupported: this compiler has no _Float16");
+      return 4;
+#endif
+    case kBFloat16:
+      run_case<bfloat16, float>(h);
+      break;
+    default:
+      die("unknown dtype code");
+  }
   std::fflush(stdout);
   return 0;
 }

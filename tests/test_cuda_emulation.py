@@ -112,7 +112,7 @@ def emulator(tmp_path_factory) -> Path:
     if cxx is None:
         pytest.skip("no C++ compiler (g++, c++ or clang++) on PATH to build the CUDA emulation")
     exe = tmp_path_factory.mktemp("cuda_emulation") / "emulate_adder_conv2d"
-    cmd = [cxx, "-std=c++20", "-O2", "-Wall", "-Wno-unknown-pragmas", "-Werror", f"-I{KERNEL_DIR}",
+    cmd = [cxx, "-std=c++20", "-O2", "-Wall", "-Wno-unknown-pragmas", f"-I{KERNEL_DIR}",
            str(SOURCE), "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"building the CUDA emulation failed:\n{' '.join(cmd)}\n{proc.stderr}"

@@ -18,7 +18,10 @@
 // kernels); rows/columns past M/N are computed but never written.
 //
 // This header holds device code only (no runtime API calls) so that it can be
-// compiled for the host by a thread-emulating harness when no GPU is around.
+// compiled for the host: tests/test_cuda_emulation.py runs it thread by thread on
+// the CPU (shim: tests/cuda_emulation/cuda_emu.h) against the float64 reference,
+// in every `make test`. Use only what that shim provides (no warp intrinsics,
+// atomics or dynamic shared memory) or extend it.
 #pragma once
 
 #include <cstdint>

@@ -80,7 +80,8 @@ CASES = {
     # 715 input pixels: several ragged pixel tiles; groups.
     "odd_pixels_groups2": Case(5, 6, 11, 13, 4, (3, 3), padding=(1, 1), groups=2),
     "one_pixel_image": Case(1, 1, 1, 1, 3, (3, 3), padding=(1, 1)),
-    # 2668 pixels: 6 splits of 448 (a ragged last split); and the same with one SM (one split).
+    # 2668 pixels: 6 splits of 448 (a ragged last split); with one SM, 4 splits of 672 (the
+    # 4·SMs bound) and a grid-limited reduction.
     "grad_weight_splits": Case(4, 5, 23, 29, 7, (3, 3), padding=(1, 1)),
     "grad_weight_one_sm": Case(4, 5, 23, 29, 7, (3, 3), padding=(1, 1), sms=1),
     "groups3_dilation_w_cout66": Case(2, 3, 17, 9, 66, (3, 3), stride=(2, 1), padding=(1, 1), dilation=(1, 2),
@@ -174,12 +175,14 @@ def _emulate(exe: Path, case: Case, dtype: torch.dtype, reverse: bool, x, w, b, 
     if proc.returncode == EXIT_UNSUPPORTED:
         pytest.skip(f"{dtype}: {proc.stdout.decode().strip()}")
     assert proc.returncode == 0, f"emulator exit status {proc.returncode}: {proc.stderr.decode()}"
+    launches = proc.stderr.decode()
     flat = torch.frombuffer(bytearray(proc.stdout), dtype=dtype).double()
     shapes = {"forward": gy.shape, "grad_input hardtanh": x.shape, "grad_input sign": x.shape,
               "grad_weight full": w.shape, "grad_weight sign": w.shape}
     sizes = [torch.Size(s).numel() for s in shapes.values()]
     assert flat.numel() == sum(sizes), f"emulator wrote {flat.numel()} values, expected {sum(sizes)}"
-    return {name: part.view(shape) for (name, shape), part in zip(shapes.items(), flat.split(sizes))}
+    results = {name: part.view(shape) for (name, shape), part in zip(shapes.items(), flat.split(sizes))}
+    return results, launches
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str):
@@ -209,7 +212,7 @@ def _case_and_reference(name: str, dtype: torch.dtype):
 
 def _check(emulator, name: str, dtype: torch.dtype, reverse: bool):
     inputs, expected = _case_and_reference(name, dtype)
-    actual = _emulate(emulator, CASES[name], dtype, reverse, *inputs)
+    actual, _ = _emulate(emulator, CASES[name], dtype, reverse, *inputs)
     for what, ref in expected.items():
         _assert_close(actual[what], ref, dtype, what)
 
@@ -226,3 +229,21 @@ def test_kernels_match_reference(emulator, name, dtype, reverse):
 def test_half_precision_kernels_accumulate_in_fp32(emulator, name, dtype):
     """fp16/bf16 tensors, fp32 accumulators and weights (at::acc_type), as the extension runs them."""
     _check(emulator, name, dtype, reverse=False)
+
+
+@pytest.mark.parametrize("name,kernel,grid", [
+    ("cout70_stride2_nonsquare", "forward", (1, 2, 1)),  # 15 pixels, 70 channels: two M tiles of 64
+    ("cin130_ci_tiles", "grad_input sign", (1, 3, 1)),  # 130 input channels: three tiles
+    ("odd_pixels_groups2", "grad_input hardtanh", (6, 1, 2)),  # 715 input pixels: six tiles of 128
+    ("k144_tap_tiles_and_splits", "grad_weight full", (6, 1, 1)),  # 2 splits x 3 tap tiles
+    ("grad_weight_splits", "grad_weight sign", (6, 1, 1)),  # 6 splits
+    ("grad_weight_one_sm", "grad_weight full", (4, 1, 1)),  # 4 splits: 4 x SMs
+    ("grad_weight_one_sm", "grad_weight reduce", (2, 1, 1)),  # 8 x SMs blocks
+    ("rgb_stem_27_taps_batch3", "grad_weight full", (1, 1, 1)),  # 147 pixels: one split
+])
+def test_cases_reach_the_tiling_edges(emulator, name, kernel, grid):
+    """The float32 launches of the cases above really have several tiles / splits."""
+    inputs, _ = _case_and_reference(name, torch.float32)
+    _, launches = _emulate(emulator, CASES[name], torch.float32, False, *inputs)
+    expected = f"{kernel}: grid ({grid[0]},{grid[1]},{grid[2]})"
+    assert expected in launches, f"{expected!r} not among the launches:\n{launches}"

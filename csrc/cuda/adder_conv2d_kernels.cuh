@@ -18,7 +18,10 @@
 // kernels); rows/columns past M/N are computed but never written.
 //
 // This header holds device code only (no runtime API calls) so that it can be
-// compiled for the host by a thread-emulating harness when no GPU is around.
+// compiled for the host: tests/test_cuda_emulation.py runs it thread by thread on
+// the CPU (shim: tests/cuda_emulation/cuda_emu.h) against the float64 reference,
+// in every `make test`. Use only what that shim provides (no warp intrinsics,
+// atomics or dynamic shared memory) or extend it.
 #pragma once
 
 #include <cstdint>
@@ -135,6 +138,36 @@ __device__ __forceinline__ void tile_mac(const T* As, const T* Bs, T (&acc)[Cfg:
   }
 }
 
+// The double-buffered main loop of all three GEMMs, written once. One barrier
+// per stage: stage t+1 is fetched into registers (load_stage) while stage t is
+// computed from shared memory, then written to the other buffer (store_stage),
+// whose last readers finished before the previous barrier.
+//
+//   load_stage(k0)        fetch the stage that starts at reduction index k0 into
+//                         the caller's registers (0 for anything outside the matrix)
+//   store_stage(As, Bs)   write those registers to one buffer: As is BK×LDA, Bs BK×LDB
+//
+// The shared memory is declared here, once per instantiation; `stages` must be
+// the same for every thread of the block (each one reaches every barrier).
+template <Mode M, typename Cfg, typename T, typename LoadStage, typename StoreStage>
+__device__ __forceinline__ void gemm_main_loop(const int k_begin, const int stages, LoadStage&& load_stage,
+                                               StoreStage&& store_stage, T (&acc)[Cfg::TM][Cfg::TN],
+                                               const T (&aux)[Cfg::TM][Cfg::TN], const int ty, const int tx) {
+  __shared__ __align__(16) T As[2][Cfg::BK * Cfg::LDA];
+  __shared__ __align__(16) T Bs[2][Cfg::BK * Cfg::LDB];
+  if (stages <= 0) return;
+  load_stage(k_begin);
+  store_stage(As[0], Bs[0]);
+  __syncthreads();
+  for (int t = 0; t < stages; ++t) {
+    const int cur = t & 1;
+    if (t + 1 < stages) load_stage(k_begin + (t + 1) * Cfg::BK);
+    tile_mac<M, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
+    if (t + 1 < stages) store_stage(As[cur ^ 1], Bs[cur ^ 1]);
+    __syncthreads();
+  }
+}
+
 // ----------------------------------------------------------------- forward
 
 // Loaders: thread tid fetches A (weights, [K][Mg] per group) column tid % BM and
@@ -151,9 +184,6 @@ __global__ void __launch_bounds__(Cfg::NT)
   static_assert(NT % BN == 0 && BK % (NT / BN) == 0, "B loader geometry");
   constexpr int A_ROWS = BK / (NT / BM);
   constexpr int B_ROWS = BK / (NT / BN);
-
-  __shared__ __align__(16) acc_t As[2][BK * LDA];
-  __shared__ __align__(16) acc_t Bs[2][BK * LDB];
 
   const int tid = threadIdx.x;
   const int ty = tid / Cfg::TX, tx = tid % Cfg::TX;
@@ -210,11 +240,11 @@ __global__ void __launch_bounds__(Cfg::NT)
       }
     }
   };
-  auto store_stage = [&](int buf) {
+  auto store_stage = [&](acc_t* As, acc_t* Bs) {
 #pragma unroll
-    for (int r = 0; r < A_ROWS; ++r) As[buf][(a_r0 + r) * LDA + a_m] = ra[r];
+    for (int r = 0; r < A_ROWS; ++r) As[(a_r0 + r) * LDA + a_m] = ra[r];
 #pragma unroll
-    for (int r = 0; r < B_ROWS; ++r) Bs[buf][(b_r0 + r) * LDB + b_c] = rb[r];
+    for (int r = 0; r < B_ROWS; ++r) Bs[(b_r0 + r) * LDB + b_c] = rb[r];
   };
 
   acc_t acc[TM][TN], aux[TM][TN];
@@ -223,21 +253,7 @@ __global__ void __launch_bounds__(Cfg::NT)
 #pragma unroll
     for (int c = 0; c < TN; ++c) acc[r][c] = aux[r][c] = acc_t(0);
 
-  // Double-buffered main loop, one barrier per stage: stage t+1 is fetched into
-  // registers while stage t is computed, then written to the other buffer.
-  const int stages = (s.K + BK - 1) / BK;
-  if (stages > 0) {
-    load_stage(0);
-    store_stage(0);
-    __syncthreads();
-    for (int t = 0; t < stages; ++t) {
-      const int cur = t & 1;
-      if (t + 1 < stages) load_stage((t + 1) * BK);
-      tile_mac<Mode::Forward, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
-      if (t + 1 < stages) store_stage(cur ^ 1);
-      __syncthreads();
-    }
-  }
+  gemm_main_loop<Mode::Forward, Cfg>(0, (s.K + BK - 1) / BK, load_stage, store_stage, acc, aux, ty, tx);
 
 #pragma unroll
   for (int c = 0; c < TN; ++c) {
@@ -276,9 +292,6 @@ __global__ void __launch_bounds__(Cfg::NT)
   static_assert(BM % GROUPS == 0 && BN % GROUPS == 0, "loader geometry");
   constexpr int A_COLS = BM / GROUPS;
   constexpr int B_COLS = BN / GROUPS;
-
-  __shared__ __align__(16) acc_t As[2][BK * LDA];
-  __shared__ __align__(16) acc_t Bs[2][BK * LDB];
 
   const int tid = threadIdx.x;
   const int ty = tid / Cfg::TX, tx = tid % Cfg::TX;
@@ -337,11 +350,11 @@ __global__ void __launch_bounds__(Cfg::NT)
       rb[c] = v;
     }
   };
-  auto store_stage = [&](int buf) {
+  auto store_stage = [&](acc_t* As, acc_t* Bs) {
 #pragma unroll
-    for (int c = 0; c < A_COLS; ++c) As[buf][l_kk * LDA + a_c0 + c] = ra[c];
+    for (int c = 0; c < A_COLS; ++c) As[l_kk * LDA + a_c0 + c] = ra[c];
 #pragma unroll
-    for (int c = 0; c < B_COLS; ++c) Bs[buf][l_kk * LDB + b_c0 + c] = rb[c];
+    for (int c = 0; c < B_COLS; ++c) Bs[l_kk * LDB + b_c0 + c] = rb[c];
   };
 
   // aux = W[co][k] of each accumulator (0 outside the matrix: never written).
@@ -358,18 +371,7 @@ __global__ void __launch_bounds__(Cfg::NT)
   }
 
   const int stages = pix_end > pix_begin ? (pix_end - pix_begin + BK - 1) / BK : 0;
-  if (stages > 0) {
-    load_stage(pix_begin);
-    store_stage(0);
-    __syncthreads();
-    for (int t = 0; t < stages; ++t) {
-      const int cur = t & 1;
-      if (t + 1 < stages) load_stage(pix_begin + (t + 1) * BK);
-      tile_mac<M, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
-      if (t + 1 < stages) store_stage(cur ^ 1);
-      __syncthreads();
-    }
-  }
+  gemm_main_loop<M, Cfg>(pix_begin, stages, load_stage, store_stage, acc, aux, ty, tx);
 
   acc_t* out = part + (int64_t)split * s.Cout * s.K;
 #pragma unroll
@@ -415,9 +417,6 @@ __global__ void __launch_bounds__(Cfg::NT)
   static_assert(NT % BN == 0 && BK % (NT / BN) == 0, "B loader geometry");
   constexpr int A_ROWS = BK / (NT / BM);
   constexpr int B_ROWS = BK / (NT / BN);
-
-  __shared__ __align__(16) acc_t As[2][BK * LDA];
-  __shared__ __align__(16) acc_t Bs[2][BK * LDB];
 
   const int tid = threadIdx.x;
   const int ty = tid / Cfg::TX, tx = tid % Cfg::TX;
@@ -477,11 +476,11 @@ __global__ void __launch_bounds__(Cfg::NT)
       }
     }
   };
-  auto store_stage = [&](int buf) {
+  auto store_stage = [&](acc_t* As, acc_t* Bs) {
 #pragma unroll
-    for (int r = 0; r < A_ROWS; ++r) As[buf][(a_r0 + r) * LDA + a_m] = ra[r];
+    for (int r = 0; r < A_ROWS; ++r) As[(a_r0 + r) * LDA + a_m] = ra[r];
 #pragma unroll
-    for (int r = 0; r < B_ROWS; ++r) Bs[buf][(b_r0 + r) * LDB + b_c] = rb[r];
+    for (int r = 0; r < B_ROWS; ++r) Bs[(b_r0 + r) * LDB + b_c] = rb[r];
   };
 
   // aux = X at each accumulator's (input channel, input pixel).
@@ -502,19 +501,7 @@ __global__ void __launch_bounds__(Cfg::NT)
     }
   }
 
-  const int stages = (R + BK - 1) / BK;
-  if (stages > 0) {
-    load_stage(0);
-    store_stage(0);
-    __syncthreads();
-    for (int t = 0; t < stages; ++t) {
-      const int cur = t & 1;
-      if (t + 1 < stages) load_stage((t + 1) * BK);
-      tile_mac<M, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
-      if (t + 1 < stages) store_stage(cur ^ 1);
-      __syncthreads();
-    }
-  }
+  gemm_main_loop<M, Cfg>(0, (R + BK - 1) / BK, load_stage, store_stage, acc, aux, ty, tx);
 
 #pragma unroll
   for (int c = 0; c < TN; ++c) {

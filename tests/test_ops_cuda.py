@@ -242,9 +242,19 @@ def test_direct_op_calls_reject_bad_arguments_with_named_errors():
         torch.ops.addersr.adder_conv2d_grad_input(gy, x, w, *geom, "bogus")
     with pytest.raises(RuntimeError, match="unknown mode 'hardtanh'"):
         torch.ops.addersr.adder_conv2d_grad_weight(gy, x, w, *geom, "hardtanh")
-    with pytest.raises(RuntimeError, match=r"grad_output must have shape \(1, 5, 4, 4\)"):
+    with pytest.raises(RuntimeError, match=r"grad_output must have shape \(1, 5, 4, 4\), got \(1, 3, 4, 4\)"):
         torch.ops.addersr.adder_conv2d_grad_weight(gy[:, :3], x, w, *geom, "full")
     with pytest.raises(RuntimeError, match="does not match input dtype"):
         torch.ops.addersr.adder_conv2d(x, w.double(), None, *geom, "full", "hardtanh")
-    with pytest.raises(RuntimeError, match="bias must have shape"):
+    # Each message that prints a shape: streaming an IntArrayRef into TORCH_CHECK in the nvcc-built
+    # code crashed the process on the first GPU run (H200) instead of raising (shape_str fixes it).
+    with pytest.raises(RuntimeError, match=r"bias must have shape \(5,\), got \(4,\)"):
         torch.ops.addersr.adder_conv2d(x, w, torch.zeros(4, device=DEV), *geom, "full", "hardtanh")
+    with pytest.raises(RuntimeError, match="out channels 5 are not divisible by groups=2"):
+        torch.ops.addersr.adder_conv2d(x, w, None, [1, 1], [0, 0], [1, 1], 2, "full", "hardtanh")
+    with pytest.raises(RuntimeError, match=r"stride must be positive, got \(0, 1\)"):
+        torch.ops.addersr.adder_conv2d(x, w, None, [0, 1], [0, 0], [1, 1], 1, "full", "hardtanh")
+    with pytest.raises(RuntimeError, match=r"input must be 4-D \(N, C, H, W\), got \(4, 6, 6\)"):
+        torch.ops.addersr.adder_conv2d(x[0], w, None, *geom, "full", "hardtanh")
+    with pytest.raises(RuntimeError, match=r"output size would be non-positive for input \(1, 4, 6, 6\)"):
+        torch.ops.addersr.adder_conv2d(x, torch.randn(5, 4, 7, 7, device=DEV), None, *geom, "full", "hardtanh")

@@ -36,7 +36,7 @@ using cuda_kernels::ConvShape;
 using cuda_kernels::Mode;
 
 void check_fits_int(const char* op, const char* what, int64_t v) {
-  TORCH_CHECK(v <= INT_MAX, op, ": ", what, " = ", v,
+  TORCH_CHECK(v <= INT_MAX, op, ": ", what, " = ", num(v),
               " exceeds the 32-bit index range of the CUDA kernel; split the batch or the image");
 }
 
@@ -54,7 +54,7 @@ KernelCall kernel_call(const char* op, const at::Tensor& input, const at::Tensor
                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   TORCH_CHECK(input.is_cuda(), op, ": the CUDA kernel got an input on ", input.device());
   const Geometry g = make_geometry(op, input, weight, stride, padding, dilation, groups);
-  TORCH_CHECK(groups <= 65535, op, ": at most 65535 groups are supported by the CUDA kernel, got ", groups);
+  TORCH_CHECK(groups <= 65535, op, ": at most 65535 groups are supported by the CUDA kernel, got ", num(groups));
   check_fits_int(op, "C*H*W", g.Cin * g.H * g.W);
   check_fits_int(op, "Cout*Ho*Wo", g.Cout * g.L());
   check_fits_int(op, "N*Ho*Wo", g.N * g.L());
@@ -100,8 +100,8 @@ void with_mode(bool flag, Body&& body) {
 // kernel<<<grid, threads, 0, current stream>>>(args...), after checking the grid's limits.
 template <typename... Params, typename... Args>
 void launch(const char* op, void (*kernel)(Params...), const cuda_launch::Grid& grid, int threads, Args... args) {
-  TORCH_CHECK(grid.x <= INT_MAX && grid.y <= 65535 && grid.z <= 65535, op, ": the CUDA grid (", grid.x, ", ",
-              grid.y, ", ", grid.z, ") exceeds the device limits; too many channels per group or taps");
+  TORCH_CHECK(grid.x <= INT_MAX && grid.y <= 65535 && grid.z <= 65535, op, ": the CUDA grid (", num(grid.x), ", ",
+              num(grid.y), ", ", num(grid.z), ") exceeds the device limits; too many channels per group or taps");
   kernel<<<dim3((unsigned)grid.x, (unsigned)grid.y, (unsigned)grid.z), threads, 0,
            at::cuda::getCurrentCUDAStream()>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -158,6 +158,17 @@ def test_sgd_and_unknown_optimizer():
         AdderSRModel(_opt(OURS, {"optim_g": {"type": "RMSprop", "lr": 0.01}}))
 
 
+def test_adder_lr_mult_gives_adder_weights_their_own_learning_rate():
+    model = AdderSRModel(_opt(OURS, {"optim_g": {"type": "Adam", "lr": 1e-3, "adder_lr_mult": 10}}))
+    others, adder = model.optimizer_g.param_groups
+    assert adder["lr"] == pytest.approx(1e-2) and others["lr"] == pytest.approx(1e-3)
+    weights = {id(m.weight) for m in model.net_g.modules() if type(m).__name__ == "AdderConv2d"}
+    assert {id(p) for p in adder["params"]} == weights and len(weights) == 3  # 2 per block + after body
+    assert not weights & {id(p) for p in others["params"]}
+    with pytest.raises(ValueError, match="adder_lr_mult must be positive, got 0.0"):
+        AdderSRModel(_opt(OURS, {"optim_g": {"type": "Adam", "lr": 1e-3, "adder_lr_mult": 0}}))
+
+
 def _train_losses(network_g: dict, iters: int, lr: float) -> list[float]:
     torch.manual_seed(0)
     model = AdderSRModel(_opt(network_g, {"optim_g": {"type": "Adam", "lr": lr, "betas": [0.9, 0.99]}}))

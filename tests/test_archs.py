@@ -65,7 +65,9 @@ def test_adder_edsr_composition(num_block, adder_up, scale):
     net = AdderEDSR(upscale=scale, adder_upsampler=adder_up, **dict(TINY_EDSR, num_block=num_block))
     up_steps = {2: 1, 3: 1, 4: 2}[scale] if adder_up else 0
     units = 2 * num_block + 1  # two per residual block + conv_after_body
-    assert _count(net, ShortcutAdderBlock) == units
+    # the adder upsampler's steps are adder units too (one wiring of adder -> BN -> power), without shortcut
+    assert _count(net, ShortcutAdderBlock) == units + up_steps
+    assert sum(1 for m in net.modules() if isinstance(m, ShortcutAdderBlock) and m.shortcut) == units
     assert _count(net, AdderConv2d) == units + up_steps
     assert _count(net, nn.BatchNorm2d) == units + up_steps
     assert _count(net, PowerActivation) == units + up_steps

@@ -15,6 +15,17 @@ def check_positive_int(arch: str, name: str, value) -> int:
     return value
 
 
+def adder_unit_kwargs(shortcut: bool, power_act: bool, norm, eta, weight_grad: str, input_grad: str,
+                      adder_init: str, alpha_init: float, power_per_channel: bool) -> dict:
+    """The architectures' adder arguments as :class:`ShortcutAdderBlock` arguments (the one mapping).
+
+    The archs keep BasicSR-style names (``power_act``, ``adder_init``); the unit's are ``power``
+    and ``init``.
+    """
+    return dict(shortcut=shortcut, power=power_act, norm=norm, eta=eta, weight_grad=weight_grad,
+                input_grad=input_grad, init=adder_init, alpha_init=alpha_init, power_per_channel=power_per_channel)
+
+
 def check_vdsr_args(arch: str, num_in_ch: int, num_out_ch: int, num_feat: int, num_layer: int,
                     upscale: int) -> None:
     """The shared argument checks of the VDSR family (first/last conv, global residual)."""

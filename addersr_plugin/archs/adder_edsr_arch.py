@@ -6,8 +6,9 @@ from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
-from ..nn import AdderConv2d, PowerActivation, ShortcutAdderBlock
-from ._arch_util import DCFreeConv2d, MeanShift, bicubic_upsample, check_positive_int, pixel_shuffle_steps
+from ..nn import ShortcutAdderBlock
+from ._arch_util import (DCFreeConv2d, MeanShift, adder_unit_kwargs, bicubic_upsample, check_positive_int,
+                         pixel_shuffle_steps)
 from ._register import register_arch
 
 
@@ -31,38 +32,31 @@ class AdderResidualBlock(nn.Module):
         return f"res_scale={self.res_scale}"
 
 
-class AdderUpsampleStep(nn.Module):
-    """One ×s upsampler step as an adder layer: adder(C -> s²C) -> BN -> power -> PixelShuffle(s).
+class AdderUpsampleStep(ShortcutAdderBlock):
+    """One ×s upsampler step as an adder unit: adder(C -> s²C) -> BN -> power -> PixelShuffle(s).
 
-    The CNN step is conv -> PixelShuffle with no activation, so there is no ReLU; the
-    channel count changes, so no self-shortcut is possible. BN and power follow the adder
-    layer as everywhere in AdderSR (each only when enabled for the network).
+    The CNN step is conv -> PixelShuffle with no activation, so the unit has no ReLU; the
+    channel count changes, so no self-shortcut is possible. The unit is
+    :class:`ShortcutAdderBlock` itself (one definition of the adder -> BN -> power order).
     """
 
-    def __init__(self, num_feat: int, scale: int, norm: Optional[str], power: bool, eta, weight_grad, input_grad,
-                 init, alpha_init, power_per_channel):
-        super().__init__()
-        out = scale * scale * num_feat
-        self.adder = AdderConv2d(num_feat, out, 3, padding=1, bias=norm is None, eta=eta, weight_grad=weight_grad,
-                                 input_grad=input_grad, init=init)
-        self.norm = nn.BatchNorm2d(out) if norm == "bn" else None
-        self.power = PowerActivation(alpha_init, out if power_per_channel else None) if power else None
+    def __init__(self, num_feat: int, scale: int, **unit_kwargs):
+        unit_kwargs = dict(unit_kwargs, shortcut=False, act=None)
+        super().__init__(num_feat, out_feat=scale * scale * num_feat, **unit_kwargs)
         self.shuffle = nn.PixelShuffle(scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.adder(x)
-        if self.norm is not None:
-            y = self.norm(y)
-        if self.power is not None:
-            y = self.power(y)
-        return self.shuffle(y)
+        return self.shuffle(super().forward(x))
+
+    def extra_repr(self) -> str:
+        return ""
 
 
-def make_upsampler(num_feat: int, upscale: int, adder: bool, **adder_kwargs) -> nn.Sequential:
+def make_upsampler(num_feat: int, upscale: int, adder: bool, **unit_kwargs) -> nn.Sequential:
     steps = []
     for s in pixel_shuffle_steps("AdderEDSR", upscale):
         if adder:
-            steps.append(AdderUpsampleStep(num_feat, s, **adder_kwargs))
+            steps.append(AdderUpsampleStep(num_feat, s, **unit_kwargs))
         else:
             steps += [nn.Conv2d(num_feat, s * s * num_feat, 3, 1, 1), nn.PixelShuffle(s)]
     return nn.Sequential(*steps)
@@ -122,16 +116,15 @@ class AdderEDSR(nn.Module):
                              "the mean shift is added back to the output")
         self.upscale = upscale
         self.mean_shift = MeanShift("AdderEDSR", num_in_ch, rgb_mean, img_range)
-        adder_kwargs = dict(eta=eta, weight_grad=weight_grad, input_grad=input_grad, init=adder_init,
-                            alpha_init=alpha_init, power_per_channel=power_per_channel)
-        unit_kwargs = dict(shortcut=shortcut, norm=norm, power=power_act, **adder_kwargs)
+        unit_kwargs = adder_unit_kwargs(shortcut, power_act, norm, eta, weight_grad, input_grad, adder_init,
+                                        alpha_init, power_per_channel)
 
         self.image_skip = bool(image_skip)
         self.conv_first = (DCFreeConv2d if dc_free_head else nn.Conv2d)(num_in_ch, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*(AdderResidualBlock(num_feat, res_scale, **unit_kwargs)
                                     for _ in range(num_block)))
         self.conv_after_body = ShortcutAdderBlock(num_feat, act=None, **unit_kwargs)
-        self.upsample = make_upsampler(num_feat, upscale, adder_upsampler, norm=norm, power=power_act, **adder_kwargs)
+        self.upsample = make_upsampler(num_feat, upscale, adder_upsampler, **unit_kwargs)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         if self.image_skip:  # start exactly at bicubic: the body learns the residual detail
             nn.init.zeros_(self.conv_last.weight)

@@ -7,7 +7,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from ..nn import ShortcutAdderBlock
-from ._arch_util import bicubic_upsample, check_vdsr_args
+from ._arch_util import adder_unit_kwargs, bicubic_upsample, check_vdsr_args
 from ._register import register_arch
 
 
@@ -41,11 +41,9 @@ class AdderVDSR(nn.Module):
         self.upscale = upscale
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.relu = nn.ReLU(inplace=True)
-        self.body = nn.Sequential(*(
-            ShortcutAdderBlock(num_feat, shortcut=shortcut, norm=norm, act="relu", power=power_act, eta=eta,
-                               weight_grad=weight_grad, input_grad=input_grad, init=adder_init,
-                               alpha_init=alpha_init, power_per_channel=power_per_channel)
-            for _ in range(num_layer - 2)))
+        unit = adder_unit_kwargs(shortcut, power_act, norm, eta, weight_grad, input_grad, adder_init, alpha_init,
+                                 power_per_channel)
+        self.body = nn.Sequential(*(ShortcutAdderBlock(num_feat, act="relu", **unit) for _ in range(num_layer - 2)))
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -18,6 +18,10 @@
   path (basicsr would otherwise point it at a ``net_t_<iter>.pth`` that is never saved).
 * **Optimizers beyond Adam**: ``optim_g.type`` ``Adam``, ``AdamW`` or ``SGD`` (AdderNet trains
   with SGD + momentum, where its adaptive learning rate matters; under Adam it is nearly a no-op).
+* **A learning-rate multiplier for adder weights**, ``optim_g.adder_lr_mult`` (default 1). Adam
+  moves every weight by about ``lr`` per step whatever its gradient, and adder weights start at
+  N(0, 1) while the features they are compared with (``|x - w|``) are several times larger: at the
+  CNN's learning rate they barely leave their initial values (docs/quality.md measures this).
 """
 
 from __future__ import annotations
@@ -124,6 +128,24 @@ class AdderSRModel(SRModel):
                 module.register_forward_hook(lambda _m, _i, out, key=key: self._features.__setitem__(key, out))
 
     # ---- optimisation ----------------------------------------------------------------------
+
+    def setup_optimizers(self):
+        train_opt = self.opt["train"]
+        optim_opt = dict(train_opt["optim_g"])
+        mult = float(optim_opt.pop("adder_lr_mult", 1.0))
+        if not mult > 0:
+            raise ValueError(f"train.optim_g.adder_lr_mult must be positive, got {mult}")
+        from ..nn import AdderConv2d
+
+        net = self.get_bare_model(self.net_g)
+        adder = {id(m.weight) for m in net.modules() if isinstance(m, AdderConv2d)}
+        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if id(p) not in adder]}]
+        if adder:
+            groups.append({"params": [p for p in params if id(p) in adder], "lr": optim_opt["lr"] * mult})
+        optim_type = optim_opt.pop("type")
+        self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
         if optim_type not in OPTIMIZERS:

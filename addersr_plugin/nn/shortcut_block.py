@@ -21,10 +21,15 @@ ACTS = ("relu", None)
 
 
 class ShortcutAdderBlock(nn.Module):
-    """One AdderSR unit on ``num_feat`` channels (input and output sizes equal).
+    """One AdderSR unit: adder -> BN -> (+x) -> ReLU -> power, on ``num_feat`` channels.
+
+    The one place where the unit's order lives: the architectures build every adder layer of
+    theirs (body units, and the adder upsampler's steps with ``out_feat``) from this class.
 
     Args:
-        num_feat (int): channels in and out.
+        num_feat (int): input channels (and output channels unless ``out_feat`` is given).
+        out_feat (int or None): output channels when they differ from ``num_feat`` (an
+            upsampler step); the self-shortcut needs them equal.
         kernel_size (int): odd kernel size; padding keeps the spatial size. Default 3.
         shortcut (bool): add the self-shortcut ``x + BN(adder(x))``. Default True.
         norm ("bn" or None): BatchNorm2d after the adder layer. Default "bn". Without a norm
@@ -39,8 +44,12 @@ class ShortcutAdderBlock(nn.Module):
     def __init__(self, num_feat: int, kernel_size: int = 3, shortcut: bool = True, norm: Optional[str] = "bn",
                  act: Optional[str] = "relu", power: bool = True, eta: Optional[float] = 0.2,
                  weight_grad: str = "full", input_grad: str = "hardtanh", init: str = "normal",
-                 alpha_init: float = 1.0, power_per_channel: bool = False):
+                 alpha_init: float = 1.0, power_per_channel: bool = False, out_feat: Optional[int] = None):
         super().__init__()
+        out_feat = num_feat if out_feat is None else out_feat
+        if shortcut and out_feat != num_feat:
+            raise ValueError(f"ShortcutAdderBlock: the self-shortcut needs out_feat == num_feat, got {out_feat} "
+                             f"and {num_feat}; use shortcut=False")
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size % 2 != 1:
             raise ValueError(f"ShortcutAdderBlock: kernel_size must be an odd int, got {kernel_size!r}")
         if norm not in NORMS:
@@ -48,11 +57,11 @@ class ShortcutAdderBlock(nn.Module):
         if act not in ACTS:
             raise ValueError(f"ShortcutAdderBlock: unknown act {act!r}; expected one of {ACTS}")
         self.shortcut = bool(shortcut)
-        self.adder = AdderConv2d(num_feat, num_feat, kernel_size, padding=kernel_size // 2, bias=norm is None,
+        self.adder = AdderConv2d(num_feat, out_feat, kernel_size, padding=kernel_size // 2, bias=norm is None,
                                  eta=eta, weight_grad=weight_grad, input_grad=input_grad, init=init)
-        self.norm = nn.BatchNorm2d(num_feat) if norm == "bn" else None
+        self.norm = nn.BatchNorm2d(out_feat) if norm == "bn" else None
         self.act = nn.ReLU(inplace=True) if act == "relu" else None
-        self.power = (PowerActivation(alpha_init, num_feat if power_per_channel else None) if power else None)
+        self.power = (PowerActivation(alpha_init, out_feat if power_per_channel else None) if power else None)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.adder(x)

@@ -31,6 +31,8 @@ STUDY = {
     "adder_paper": ("baseline", "AdderEDSR as in the paper (conv head/upsampler/tail)", PAPER, {}),
     "adder_skip": ("diagnosis", "+ image-level bicubic skip", {**PAPER, "image_skip": True}, {}),
     "adder_skip_dcfree": ("diagnosis", "+ image skip + zero-sum (DC-free) head", OURS, {}),
+    "ours_adder_lr10": ("diagnosis", "ours, adder weights at 10x the learning rate (AdderSRModel adder_lr_mult)",
+                        OURS, {"model_type": "AdderSRModel", "train": {"optim_g": {"adder_lr_mult": 10}}}),
     "adder_ours_sgd": ("diagnosis", "ours, AdderNet's optimiser: SGD momentum 0.9 + ALR (eta 0.2), lr 0.02",
                        OURS, {"model_type": "AdderSRModel",
                               "train": {"optim_g": {"type": "SGD", "lr": 0.02, "momentum": 0.9, "weight_decay": 0,
@@ -63,7 +65,9 @@ NOT_PHOTOS = ["lomiri-wallpapers-20_04_Fossa_by_Jasper_Roks"]
 # student -> teacher: the runner trains the teacher first (distillation runs)
 DEPENDS: dict[str, str] = {"ours_distill": "edsr"}
 # the runs whose outputs the report shows side by side (docs/quality/compare_*.png)
-SHOWN = ["adder_paper", "adder_skip_dcfree", "edsr"]
+SHOWN = ["adder_paper", "adder_skip", "adder_skip_dcfree", "ours_adder_lr10", "edsr"]
+# the runs whose adder layers' input and weight magnitudes the report compares
+SCALE_RUNS = ["adder_paper", "adder_skip_dcfree", "ours_adder_lr10"]
 
 
 def base_options(name: str, network_g: dict) -> dict:

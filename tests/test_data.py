@@ -187,7 +187,7 @@ def test_demo_set_from_skimage_photos(tmp_path, monkeypatch):
 
     for name in demo_set.TRAIN_PHOTOS + demo_set.VAL_PHOTOS:  # all ship with scikit-image
         photo = demo_set.load_photo(name)
-        assert photo.ndim == 3 and photo.shape[2] == 3 and min(photo.shape[:2]) >= 300
+        assert photo.ndim == 3 and photo.shape[2] == 3 and min(photo.shape[:2]) >= 256
     monkeypatch.setattr(demo_set, "TRAIN_PHOTOS", ("astronaut",))
     monkeypatch.setattr(demo_set, "VAL_PHOTOS", ("chelsea",))
     paths = demo_set.prepare_demo_set(str(tmp_path), scale=2, crop=120, step=120)

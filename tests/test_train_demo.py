@@ -1,7 +1,8 @@
-"""The demo's whole path (data set -> two ``basicsr train`` runs -> scores, PNGs, report), made tiny.
+"""The demo's whole path (data set -> ``basicsr train`` runs -> scores, PNGs, report), made tiny.
 
-Two photos and two iterations of 4-feature nets: far too little to beat bicubic, so this also
-checks that the demo then fails loudly (exit 1) after writing its report.
+The failure path: two iterations of the paper's AdderEDSR are far too little to beat bicubic,
+so the demo must fail loudly (exit 1) after writing its report. The success path: a short run of
+the study's recipe (image skip, DC-free head) must beat bicubic on a held-out photo.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv(key, value)
     out = tmp_path / "demo"
     code = demo.main(["--out", str(out), "--iters", "2", "--num-feat", "4", "--num-block", "1",
-                      "--batch", "2", "--gt-size", "32"])
+                      "--batch", "2", "--gt-size", "32", "--recipe", "paper"])
     printed = capsys.readouterr()
     assert code == 1
     assert "FAILED: AdderEDSR is" in printed.err and "below bicubic" in printed.err
@@ -38,10 +39,32 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     assert 30 < bicubic < 40  # x2 MATLAB bicubic on the cat photo, Y channel
     assert "- AdderEDSR: 2 iterations, trained in" in report and "- EDSR: 2 iterations" in report
     png = cv2.imread(str(out / "comparison_chelsea.png"))
-    assert png.shape == (256, 3 * 256 + 2 * 4, 3)  # three labelled 256² crops side by side
+    assert png.shape == (256, 4 * 256 + 3 * 4, 3)  # bicubic | AdderEDSR | EDSR | HR, labelled 256² crops
     for name in ("demo_adder_edsr_x2", "demo_edsr_x2"):
         assert os.path.isfile(out / "experiments" / name / "models" / "net_g_latest.pth")
         assert os.path.isfile(out / "options" / f"{name}.yml")
+
+
+def test_demo_success_path_beats_bicubic(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(demo_set, "TRAIN_PHOTOS", ("astronaut", "motorcycle"))
+    monkeypatch.setattr(demo_set, "VAL_PHOTOS", ("grace_hopper",))  # the photo of another collection
+    for key, value in env().items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "demo"
+    code = demo.main(["--out", str(out), "--iters", "60", "--num-feat", "8", "--num-block", "1",
+                      "--batch", "4", "--gt-size", "48", "--no-cnn"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.out[-3000:] + printed.err[-2000:]
+    assert "AdderEDSR beats bicubic by" in printed.out
+    report = (out / "results.md").read_text()
+    assert "- grace_hopper is from another collection (matplotlib)" in report
+    assert "- grace_hopper: AdderEDSR +" in report and "mean colour error (B, G, R)" in report
+
+
+def test_photo_verdicts():
+    scores = {"bicubic": {"a": (30.0, 0.9)}, "AdderEDSR": {"a": (31.2, 0.9)}, "EDSR": {"a": (32.5, 0.9)}}
+    assert demo.photo_verdicts(scores) == {
+        "a": "AdderEDSR +1.20 dB over bicubic (ok), -1.30 dB vs EDSR (more than 1 dB behind)"}
 
 
 def test_results_table_and_mean():

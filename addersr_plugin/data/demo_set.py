@@ -1,6 +1,10 @@
 """A small real-photo SR dataset from the RGB photographs that ship inside scikit-image.
 
-No download: these files are part of the scikit-image wheel (a basicsr dependency).
+No download: these files are part of the scikit-image wheel (a basicsr dependency). One
+held-out photo comes from another collection on purpose: ``grace_hopper``, the portrait that
+ships with matplotlib (a dependency of mmengine, so always installed; a US Navy photograph in the
+public domain), JPEG-compressed, so it is reduced 2× with MATLAB bicubic first like every JPEG
+photo of the quality study. A model that only fits scikit-image's photos shows it there.
 Training photos are cut into HR crops (flat crops, e.g. of black background, are dropped),
 validation photos are kept whole (modcropped); LR images are MATLAB bicubic.
 Everything goes into BasicSR LMDBs:
@@ -24,7 +28,9 @@ from .lmdb_build import build_lmdb
 # the retina fundus photo are left out on purpose: their crops are mostly black sky or smooth
 # orange and would outnumber the everyday scenes the held-out photos show (a cat, a coffee cup).
 TRAIN_PHOTOS = ("astronaut", "rocket", "immunohistochemistry", "motorcycle")
-VAL_PHOTOS = ("coffee", "chelsea")
+VAL_PHOTOS = ("coffee", "chelsea", "grace_hopper")
+# Held-out photos that come from another collection than the training photos.
+OTHER_COLLECTION = {"grace_hopper": "matplotlib"}
 MIN_CROP_STD = 4.0  # grey levels; crops flatter than this teach nothing about detail
 
 
@@ -32,6 +38,8 @@ def load_photo(name: str) -> np.ndarray:
     """An RGB uint8 photo from ``skimage.data`` as BGR (OpenCV order, like BasicSR)."""
     import skimage.data
 
+    if name == "grace_hopper":
+        return _matplotlib_photo(name)
     if name == "motorcycle":
         rgb = skimage.data.stereo_motorcycle()[0]
     elif name in TRAIN_PHOTOS + VAL_PHOTOS:
@@ -41,6 +49,18 @@ def load_photo(name: str) -> np.ndarray:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise DatasetError(f"skimage.data.{name} is not an RGB uint8 photo")
     return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _matplotlib_photo(name: str) -> np.ndarray:
+    """matplotlib's sample photo ``<name>.jpg`` as BGR, reduced 2× (MATLAB bicubic) to drop JPEG artefacts."""
+    import matplotlib
+
+    from .images import read_image
+
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", f"{name}.jpg")
+    if not os.path.isfile(path):
+        raise DatasetError(f"matplotlib's sample photo is missing: {path}")
+    return bicubic_downscale(modcrop(read_image(path), 2), 2)
 
 
 def demo_paths(out_dir: str, scale: int) -> dict[str, str]:

@@ -101,6 +101,15 @@ def test_import_basicsr_applies_the_fixes_and_registers_the_archs(hooked, tmp_pa
     assert proc.stdout.split("\n")[:3] == ["['AdderEDSR', 'AdderVDSR', 'VDSR']", "True True", "True"]
 
 
+def test_importing_the_plugin_first_still_works_with_the_hook(hooked, tmp_path):
+    """``import addersr_plugin`` imports basicsr from inside its own initialisation; the hook then
+    finds the plugin half-initialised and leaves the rest to it (no warning, one registration)."""
+    code = ("import addersr_plugin, basicsr\nfrom basicsr.utils.registry import ARCH_REGISTRY\n"
+            "print(ARCH_REGISTRY.get('AdderEDSR') is addersr_plugin.archs.AdderEDSR)")
+    proc = _run(code, _env(hooked, warnings="error::UserWarning"), tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "True\n", proc.stderr[-3000:]
+
+
 def test_a_failing_plugin_warns_and_basicsr_still_imports(hooked, tmp_path):
     broken = tmp_path / "broken"
     (broken / "addersr_plugin").mkdir(parents=True)
@@ -212,3 +221,37 @@ def test_basicsr_train_py_as_a_script(hooked, installed_basicsr, tmp_path):
                           env=_env(hooked, str(checkout)), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert (checkout / "experiments" / "script" / "models" / "net_g_2.pth").is_file()  # BasicSR's own layout
+
+
+def test_parse_options_reroots_a_site_packages_root_in_process(tmp_path, monkeypatch):
+    """What ``python -m basicsr.train`` calls: ``parse_options(<basicsr's parent>)``. From
+    site-packages, every output path moves under the working directory, and so does the
+    ``opt['root_path'] = root_path`` that ``train_pipeline`` writes afterwards (tb_logger)."""
+    import copy
+    import pickle
+
+    import addersr_plugin  # noqa: F401  (compat applied)
+    import basicsr
+    from basicsr.utils import options
+
+    site = os.path.dirname(os.path.dirname(os.path.abspath(basicsr.__file__)))
+    if os.path.basename(site) not in ("site-packages", "dist-packages"):
+        pytest.skip(f"basicsr is not installed in site-packages here ({site})")
+    opt_file = write_yaml(str(tmp_path / "o.yml"), train_options("gt", "lq", name="rooted"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(sys, "argv", ["train.py", "-opt", opt_file])
+    opt, _ = options.parse_options(site, is_train=True)
+    opt["root_path"] = site  # what basicsr's train_pipeline does next
+    assert opt["root_path"] == str(work)
+    assert opt["path"]["experiments_root"] == os.path.join(str(work), "experiments", "rooted")
+    assert opt["path"]["models"].startswith(str(work))
+    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert clone == opt and clone["path"] == opt["path"]
+        clone["root_path"] = site
+        assert clone["root_path"] == str(work)
+    # Any other root (a BasicSR checkout, the console command's cwd) is left as given.
+    other = tmp_path / "BasicSR"
+    opt, _ = options.parse_options(str(other), is_train=False)
+    assert opt["path"]["results_root"] == os.path.join(str(other), "results", "rooted")

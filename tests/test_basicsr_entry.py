@@ -89,16 +89,17 @@ def test_import_basicsr_applies_the_fixes_and_registers_the_archs(hooked, tmp_pa
         import sys
         assert "addersr_plugin" not in sys.modules
         import basicsr  # nothing of the plugin imported explicitly
-        from basicsr.utils.registry import ARCH_REGISTRY
+        from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
         import basicsr.train, basicsr.utils.options
-        print(sorted(n for n in ("AdderEDSR", "AdderVDSR", "VDSR") if n in ARCH_REGISTRY._obj_map))
+        print(sorted(n for n in ("AdderEDSR", "AdderVDSR", "VDSR") if n in ARCH_REGISTRY._obj_map),
+              "AdderSRModel" in MODEL_REGISTRY._obj_map)
         print(getattr(basicsr.train.load_resume_state, "__addersr_compat__", False),
               getattr(basicsr.utils.options.parse_options, "__addersr_compat__", False))
         print(type(basicsr.__loader__).__name__ == type(basicsr.__spec__.loader).__name__ == "SourceFileLoader")
     """)
     proc = _run(code, _env(hooked, warnings="error::UserWarning"), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split("\n")[:3] == ["['AdderEDSR', 'AdderVDSR', 'VDSR']", "True True", "True"]
+    assert proc.stdout.split("\n")[:3] == ["['AdderEDSR', 'AdderVDSR', 'VDSR'] True", "True True", "True"]
 
 
 def test_importing_the_plugin_first_still_works_with_the_hook(hooked, tmp_path):

@@ -164,13 +164,13 @@ def upscale_tensor(net, lq: torch.Tensor, scale: int, tile: int | None = None,
                    tile_pad: int | None = None) -> torch.Tensor:
     """``net(lq)`` for an (N, C, H, W) tensor, optionally tile by tile with ``tile_pad`` context.
 
-    ``tile_pad=None`` uses the network's receptive-field radius (:func:`receptive_radius`),
+    ``tile_pad=None`` uses the network's receptive-field radius (:func:`resolve_tile_pad`),
     with which tiles join exactly; an explicit value is used as given.
     """
     if not tile or (lq.shape[-2] <= tile and lq.shape[-1] <= tile):
         return net(lq)
     if tile_pad is None:
-        tile_pad = receptive_radius(net, lq.shape[1])
+        tile_pad = resolve_tile_pad(net, None, lq.shape[1])
     if tile < 1 or tile_pad < 0:
         raise UpscaleError(f"tile must be >= 1 and tile_pad >= 0, got {tile} and {tile_pad}")
     n, _, h, w = lq.shape

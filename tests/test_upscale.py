@@ -208,3 +208,22 @@ def test_upscale_command_bad_input(tmp_path, trained, capsys):
     assert addersr_main(["upscale", "--opt", opt, "--model", ckpt, "--input", str(tmp_path / "notes.txt"),
                          "--output", str(tmp_path / "o")]) == 2
     assert "not an image file" in capsys.readouterr().err
+
+
+def test_tile_pad_falls_back_with_a_warning_when_the_shape_probe_fails():
+    class DataDependent(torch.nn.Module):  # reads a value: cannot run on the meta device
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) * float(x.mean().item() > 0)
+
+    net = DataDependent()
+    with pytest.warns(TileSeamWarning, match=r"cannot derive the network's receptive field .* using a tile context of 10"):
+        assert resolve_tile_pad(net, None) == 10
+    with pytest.warns(TileSeamWarning, match="cannot derive"):
+        assert resolve_tile_pad(net, 4) == 4
+    lq = torch.rand(1, 3, 20, 20)
+    with pytest.warns(TileSeamWarning):
+        torch.testing.assert_close(upscale_tensor(net, lq, 1, tile=8), net(lq))  # 10 >= its radius of 1

@@ -14,6 +14,7 @@ import os
 import platform
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 try:
     import torch
@@ -83,10 +84,44 @@ def _extensions():
     return [CUDAExtension(**kwargs)]
 
 
+def _hook_pth_line() -> tuple:
+    """The startup line of ``addersr_plugin_hook.pth``, defined next to the hook it runs."""
+    spec = importlib.util.spec_from_file_location("_addersr_plugin_hook_for_setup",
+                                                  os.path.join(ROOT, "_addersr_plugin_hook.py"))
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)  # defines names only; installs nothing
+    return hook.PTH_NAME, hook.PTH_LINE + "\n"
+
+
+class BuildPyWithStartupHook(build_py):
+    """build_py that also writes ``addersr_plugin_hook.pth`` to the top of site-packages.
+
+    The .pth makes basicsr's own entry points find the plugin (see _addersr_plugin_hook.py).
+    A wheel gets it from build_lib. An editable install (PEP 660) builds into a scratch
+    build_lib and packs only what is in ``install``'s ``install_lib`` (its unpacked wheel), so
+    there it is written to that folder.
+    """
+
+    def run(self):
+        super().run()
+        name, line = _hook_pth_line()
+        target = self.get_finalized_command("install").install_lib if self.editable_mode else self.build_lib
+        os.makedirs(target, exist_ok=True)
+        with open(os.path.join(target, name), "w", encoding="utf-8") as f:
+            f.write(line)
+
+    def get_outputs(self, include_bytecode=True):
+        outputs = super().get_outputs(include_bytecode)
+        if not self.editable_mode:
+            outputs.append(os.path.join(self.build_lib, _hook_pth_line()[0]))
+        return outputs
+
+
 setup(
     packages=find_packages(include=["addersr_plugin", "addersr_plugin.*", "addersr", "addersr.*"]),
+    py_modules=["_addersr_plugin_hook"],
     package_data={"addersr_plugin": ["py.typed"]},
     ext_modules=_extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": BuildPyWithStartupHook},
     zip_safe=False,
 )

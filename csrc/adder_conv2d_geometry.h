@@ -59,6 +59,10 @@ inline Geometry make_geometry(const char* op, const at::Tensor& input, const at:
   TORCH_CHECK(g.Cout % groups == 0, op, ": out channels ", num(g.Cout), " are not divisible by groups=", num(groups));
   TORCH_CHECK(g.Cin == weight.size(1) * groups, op, ": input has ", num(g.Cin), " channels but weight expects ",
               num(weight.size(1)), " per group x groups=", num(groups));
+  // With no input channel the tap loop never runs and the kernels would return the output
+  // buffer unwritten; the op is undefined there, so it is rejected (same text in Python).
+  TORCH_CHECK(g.Cin > 0, op, ": input has zero channels (Cin == 0); an adder convolution needs at least one "
+              "input channel");
   TORCH_CHECK(g.kh > 0 && g.kw > 0, op, ": kernel size must be positive");
   g.Ho = (g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1) / g.sh + 1;
   g.Wo = (g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1) / g.sw + 1;

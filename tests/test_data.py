@@ -212,3 +212,53 @@ def test_demo_set_drops_flat_crops(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_set, "VAL_PHOTOS", ("val",))
     paths = demo_set.prepare_demo_set(str(tmp_path), scale=2, crop=120, step=120)
     assert [k for k, _ in check_lmdb(paths["train_gt"])] == ["sky_s002", "sky_s004"]
+
+
+def _tmpl_layout(root, lq_suffix: str):
+    """GT ``0001.png``, ``0002.png`` (24x24) and LQ ``0001<suffix>.png`` ... (12x12), x2."""
+    gt_dir, lq_dir = root / "gt", root / "lq"
+    gt_dir.mkdir()
+    lq_dir.mkdir()
+    for i in (1, 2):
+        hr = textured_image(24, 24, i)
+        cv2.imwrite(str(gt_dir / f"{i:04d}.png"), hr)
+        cv2.imwrite(str(lq_dir / f"{i:04d}{lq_suffix}.png"), bicubic_downscale(hr, 2))
+    return str(gt_dir), str(lq_dir)
+
+
+def _paired_opt(gt_dir, lq_dir, **ds):
+    return {"scale": 2, "datasets": {"val": {
+        "name": "v", "type": "PairedImageDataset", "dataroot_gt": gt_dir, "dataroot_lq": lq_dir,
+        "io_backend": {"type": "disk"}, "phase": "val", "scale": 2, **ds}}}
+
+
+def test_preflight_pairs_files_through_filename_tmpl(tmp_path):
+    """``0001.png`` / ``0001x2.png`` with ``filename_tmpl: '{}x2'`` is a valid BasicSR layout."""
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+
+    from addersr_plugin.data.checks import check_datasets
+
+    gt_dir, lq_dir = _tmpl_layout(tmp_path, "x2")
+    opt = _paired_opt(gt_dir, lq_dir, filename_tmpl="{}x2")
+    # BasicSR itself accepts the layout and pairs 0001.png with 0001x2.png ...
+    pairs = PairedImageDataset(dict(opt["datasets"]["val"])).paths
+    assert [os.path.basename(p["lq_path"]) for p in pairs] == ["0001x2.png", "0002x2.png"]
+    # ... so the preflight must too.
+    check_datasets(opt)
+    # Without the template the names do not pair, and the message says which file is expected.
+    with pytest.raises(DatasetError, match=r"2 GT image\(s\) have no LQ partner in .*lq, e.g. 0001.png needs 0001.png"):
+        check_datasets(_paired_opt(gt_dir, lq_dir))
+    with pytest.raises(DatasetError, match=r"\(filename_tmpl '\{\}_x2'\), e.g. 0001.png needs 0001_x2.png"):
+        check_datasets(_paired_opt(gt_dir, lq_dir, filename_tmpl="{}_x2"))
+    with pytest.raises(DatasetError, match=r"filename_tmpl '\{0\}\{1\}' is not a template with one '\{\}'"):
+        check_datasets(_paired_opt(gt_dir, lq_dir, filename_tmpl="{0}{1}"))
+
+
+def test_preflight_checks_the_scale_of_the_templated_partner(tmp_path):
+    from addersr_plugin.data.checks import check_datasets
+
+    gt_dir, lq_dir = _tmpl_layout(tmp_path, "x2")
+    opt = _paired_opt(gt_dir, lq_dir, filename_tmpl="{}x2")
+    opt["scale"] = 4
+    with pytest.raises(DatasetError, match=r"scale 4 does not fit the data: 0001.png GT 24x24 vs LQ 12x12"):
+        check_datasets(opt)

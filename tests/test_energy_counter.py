@@ -167,3 +167,75 @@ def test_bad_modes_are_named_errors():
     with pytest.raises(UnknownBNModeError, match="unknown BN mode 'fused'"):
         count_operations(nn.Identity(), _x(1, 1, 1, 1), bn="fused")
     assert issubclass(UnknownPrecisionError, EnergyError)
+
+
+# ------------------------------------------------------------------ review fixes (issue 10)
+
+
+def test_bn_called_with_a_keyword_input():
+    """``bn(input=y)`` used to raise IndexError in the pricing hook (it read args[0])."""
+    model = _Functional(lambda m, x: m.children_[1](input=m.children_[0](x)),
+                        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+    records = _count(model, _x(1, 3, 10, 10), convention="exact")
+    assert _by_cat(records, "bn") == OpCount(add=8 * 10 * 10)  # folded into the conv, which gains a bias
+
+
+def test_conv_flatten_batchnorm1d_folds_when_channels_survive():
+    # Conv to a 1x1 map, Flatten, BatchNorm1d: BN channel c is conv channel c, so BN folds.
+    head = nn.Sequential(nn.Conv2d(3, 8, 4, bias=False), nn.Flatten(), nn.BatchNorm1d(8))
+    assert _by_cat(_count(head, _x(2, 3, 4, 4)), "bn") == OpCount()
+    assert _by_cat(_count(head, _x(2, 3, 4, 4), convention="exact"), "bn") == OpCount(add=16)
+    # A 3x3 map flattened to 72 features: BN's per-feature scale differs across positions of one
+    # conv channel, so it cannot enter the shared weights: a multiply + add per element remains.
+    wide = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.Flatten(), nn.BatchNorm1d(72))
+    assert _by_cat(_count(wide, _x(2, 3, 5, 5)), "bn") == OpCount(mul=144, add=144)
+    # Linear -> BatchNorm1d folds too.
+    fc = nn.Sequential(nn.Linear(10, 6), nn.BatchNorm1d(6))
+    assert _by_cat(_count(fc, _x(4, 10)), "bn") == OpCount()
+
+
+@pytest.mark.parametrize("convention", ["paper", "exact"])
+def test_linear_prices_its_bias_the_same_for_any_input_rank(convention):
+    linear = nn.Linear(4, 5)
+    flat = _count(linear, _x(6, 4), convention=convention)
+    contiguous = _count(linear, _x(3, 2, 4), convention=convention)
+    strided = _count(linear, _x(2, 3, 4).transpose(0, 1), convention=convention)  # runs as mm + add
+    expected = OpCount(mul=120, add=120 if convention == "paper" else 30 * 3 + 30, macs=120)
+    for records in (flat, contiguous, strided):
+        assert total(records) == expected
+        assert [r.category for r in records] == ["conv"]
+
+
+def test_bilinear_upsampling():
+    # bilinear x2 of 1x3x5x7: horizontal pass 3*5*14 + vertical pass 3*10*14 elements, 2 taps each
+    up = _Functional(lambda m, x: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+    e = 3 * 5 * 14 + 3 * 10 * 14
+    assert _by_cat(_count(up, _x(1, 3, 5, 7)), "resample") == OpCount(mul=2 * e, add=e)
+    assert total(_count(nn.Upsample(scale_factor=2, mode="bilinear"), _x(1, 3, 5, 7))) == OpCount(mul=2 * e, add=e)
+
+
+def _norm_ops(groups: int, m: int, affine: bool) -> OpCount:
+    """Per group of m elements: mean (m-1 adds, 1 mul), centre (m subs), variance (m squares,
+    m-1 adds, 1 mul), + eps (1 add), rsqrt (1), scale (m muls), affine (m muls, m adds)."""
+    add = (m - 1) + m + (m - 1) + 1 + (m if affine else 0)
+    mul = 1 + m + 1 + m + (m if affine else 0)
+    return OpCount(mul=groups * mul, add=groups * add, trans=groups)
+
+
+def test_group_norm_and_layer_norm():
+    # GroupNorm(2 groups, 4 channels) on 2x4x3x3: 2 samples x 2 groups of 2*9 = 18 elements.
+    assert _by_cat(_count(nn.GroupNorm(2, 4), _x(2, 4, 3, 3)), "norm") == _norm_ops(4, 18, True)
+    assert _by_cat(_count(nn.GroupNorm(2, 4, affine=False), _x(2, 4, 3, 3)), "norm") == _norm_ops(4, 18, False)
+    # LayerNorm over the last dim (3) of 2x4x3: 8 rows; over the last two (4, 3): 2 rows of 12.
+    assert _by_cat(_count(nn.LayerNorm(3), _x(2, 4, 3)), "norm") == _norm_ops(8, 3, True)
+    assert _by_cat(_count(nn.LayerNorm((4, 3)), _x(2, 4, 3)), "norm") == _norm_ops(2, 12, True)
+    records = _count(nn.LayerNorm(3, elementwise_affine=False), _x(2, 4, 3))
+    assert [r.category for r in records] == ["norm"] and records[0].count == _norm_ops(8, 3, False)
+
+
+def test_gelu_exact_and_tanh():
+    n = 2 * 3 * 3
+    exact = _count(nn.GELU(), _x(1, 2, 3, 3))
+    assert [(r.category, r.count) for r in exact] == [("activation", OpCount(mul=3 * n, add=n, trans=n))]
+    tanh = _count(nn.GELU(approximate="tanh"), _x(1, 2, 3, 3))
+    assert [(r.category, r.count) for r in tanh] == [("activation", OpCount(mul=6 * n, add=2 * n, trans=n))]

@@ -131,6 +131,24 @@ def test_alr_norm_computed_in_fp32():
     assert out.float().norm().item() == pytest.approx(0.2 * math.sqrt(1000), rel=1e-3)
 
 
+def test_alr_float64_gradient_keeps_float64_precision():
+    """A float64 gradient is rescaled in float64 (float32 would round it to ~1e-7 relative)."""
+    torch.manual_seed(0)
+    g = torch.randn(6, 4, 3, 3, dtype=torch.float64) * torch.logspace(-3, 3, 216, dtype=torch.float64).view(6, 4, 3, 3)
+    out = adaptive_lr_scale(g, 0.2)
+    assert out.dtype == torch.float64
+    # Independent float64 formula: eta * sqrt(k) * g / ||g||_2, norm as a plain sum of squares.
+    expected = 0.2 * math.sqrt(g.numel()) * g / g.pow(2).sum().sqrt()
+    torch.testing.assert_close(out, expected, rtol=1e-14, atol=0.0)
+    # Through the layer: a float64 layer's .grad is the float64-rescaled raw gradient.
+    layer = AdderConv2d(4, 6, 3, padding=1, eta=0.2).double()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    raw = _raw_weight_grad(layer, x, _loss)
+    _loss(layer(x)).backward()
+    torch.testing.assert_close(layer.weight.grad, 0.2 * math.sqrt(raw.numel()) * raw / raw.norm(),
+                               rtol=1e-14, atol=0.0)
+
+
 def test_alr_each_backward_normalised_before_accumulation():
     torch.manual_seed(0)
     layer = AdderConv2d(2, 3, 3, eta=0.2)

@@ -258,3 +258,13 @@ def test_direct_op_calls_reject_bad_arguments_with_named_errors():
         torch.ops.addersr.adder_conv2d(x[0], w, None, *geom, "full", "hardtanh")
     with pytest.raises(RuntimeError, match=r"output size would be non-positive for input \(1, 4, 6, 6\)"):
         torch.ops.addersr.adder_conv2d(x, torch.randn(5, 4, 7, 7, device=DEV), None, *geom, "full", "hardtanh")
+    # Cin == 0 is rejected on CUDA as on the CPU and by the reference (shared geometry checks).
+    zero = r"input has zero channels \(Cin == 0\)"
+    with pytest.raises(RuntimeError, match="adder_conv2d: " + zero):
+        torch.ops.addersr.adder_conv2d(x[:, :0], w[:, :0], torch.zeros(5, device=DEV), *geom, "full", "hardtanh")
+    with pytest.raises(RuntimeError, match="adder_conv2d_grad_input: " + zero):
+        torch.ops.addersr.adder_conv2d_grad_input(gy, x[:, :0], w[:, :0], *geom, "sign")
+    with pytest.raises(RuntimeError, match="adder_conv2d_grad_weight: " + zero):
+        torch.ops.addersr.adder_conv2d_grad_weight(gy, x[:, :0], w[:, :0], *geom, "full")
+    with pytest.raises(ValueError, match="adder_conv2d: " + zero):
+        adder_conv2d(x[:, :0], w[:, :0])

@@ -41,9 +41,16 @@ def _tensors():
          r"grad_output must have shape \(1, 5, 4, 4\)"),
         (lambda x, w, gy: ops.adder_conv2d_grad_input(gy.double(), x, w, *GEOM, "sign"),
          "grad_output dtype Double does not match input dtype Float"),
+        # Cin == 0 (x of shape (1, 0, 6, 6), weight (5, 0, 3, 3)): rejected by every operator.
+        (lambda x, w, gy: ops.adder_conv2d(x[:, :0], w[:, :0], torch.zeros(5), *GEOM, "full", "hardtanh"),
+         r"adder_conv2d: input has zero channels \(Cin == 0\); an adder convolution needs at least one"),
+        (lambda x, w, gy: ops.adder_conv2d_grad_input(gy, x[:, :0], w[:, :0], *GEOM, "sign"),
+         r"adder_conv2d_grad_input: input has zero channels \(Cin == 0\)"),
+        (lambda x, w, gy: ops.adder_conv2d_grad_weight(gy, x[:, :0], w[:, :0], *GEOM, "full"),
+         r"adder_conv2d_grad_weight: input has zero channels \(Cin == 0\)"),
     ],
     ids=["dtype", "3-D input", "bias shape", "stride", "channels", "input mode", "weight mode",
-         "grad shape", "grad dtype"],
+         "grad shape", "grad dtype", "zero channels", "zero channels grad_input", "zero channels grad_weight"],
 )
 def test_direct_calls_raise_named_errors(call, message):
     with pytest.raises(RuntimeError, match=message):

@@ -61,6 +61,13 @@ BAD = [
     ("bias-device", lambda: _args(bias=_x(6, device="meta")), ValueError, r"bias is on meta but input is on cpu"),
     ("bias-not-tensor", lambda: _args(bias=[0.0] * 6), TypeError, r"bias must be a tensor or None"),
     ("input-not-tensor", lambda: _args(input=[[1.0]]), TypeError, r"input and weight must be tensors"),
+    # Cin == 0: an empty tap sum; the CPU kernel used to return its output buffer unwritten.
+    ("zero-channels", lambda: _args(input=_x(2, 0, 5, 5), weight=_x(3, 0, 3, 3)), ValueError,
+     r"adder_conv2d: input has zero channels \(Cin == 0\)"),
+    ("zero-channels-bias", lambda: _args(input=_x(2, 0, 5, 5), weight=_x(3, 0, 3, 3), bias=_x(3)), ValueError,
+     r"input has zero channels \(Cin == 0\); an adder convolution needs at least one input channel"),
+    ("zero-channels-groups", lambda: _args(input=_x(1, 0, 5, 5), weight=_x(4, 0, 1, 1), groups=2), ValueError,
+     r"input has zero channels \(Cin == 0\)"),
 ]
 
 
@@ -89,3 +96,25 @@ def test_meta_tensors_give_shapes_without_compute():
     b = torch.empty(6, device="meta")
     y = adder_conv2d(x, w, b, stride=2, padding=1, groups=2)
     assert y.device.type == "meta" and y.shape == (2, 6, 5, 4)
+
+
+@pytest.mark.parametrize("name", ["reference_forward", "reference_grad_input", "reference_grad_weight"])
+def test_reference_kernels_reject_zero_channels(name):
+    """The reference is also the registered kernel when the extension is missing: a direct
+    ``torch.ops.addersr.*`` call on it must refuse Cin == 0 like the compiled kernels do."""
+    from addersr_plugin.ops import reference
+
+    x, w = _x(2, 0, 5, 5), _x(3, 0, 3, 3)
+    args = (x, w, None) if name == "reference_forward" else (_x(2, 3, 3, 3), x, w)
+    mode = () if name == "reference_forward" else ("sign",)
+    op = {"reference_forward": "adder_conv2d"}.get(name, name.replace("reference", "adder_conv2d"))
+    with pytest.raises(ValueError, match=rf"^{op}: input has zero channels \(Cin == 0\)"):
+        getattr(reference, name)(*args, (1, 1), (0, 0), (1, 1), 1, *mode)
+
+
+def test_fake_kernel_rejects_zero_channels():
+    """The meta/fake kernel (torch.compile, meta tensors) agrees with the real ones."""
+    x = torch.empty(2, 0, 5, 5, device="meta")
+    w = torch.empty(3, 0, 3, 3, device="meta")
+    with pytest.raises(RuntimeError, match=r"adder_conv2d: input has zero channels \(Cin == 0\)"):
+        torch.ops.addersr.adder_conv2d(x, w, None, [1, 1], [0, 0], [1, 1], 1, "full", "hardtanh")

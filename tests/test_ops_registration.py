@@ -113,12 +113,29 @@ def test_torch_compile_fullgraph_forward_backward(dynamic):
 
 # --------------------------------------------------------------------------- fallback
 
+def _kernel_registration(name: str, key: str) -> str:
+    """Where the dispatcher says the ``key`` kernel of ``name`` was registered (file:line)."""
+    dump = torch._C._dispatch_dump(f"{LIBRARY}::{name}")
+    line = next((ln for ln in dump.splitlines() if ln.startswith(f"{key}: registered at ")), None)
+    assert line is not None, f"no {key} kernel for {name}:\n{dump}"
+    return line.split("registered at ", 1)[1].split(" ::", 1)[0]
+
+
 def test_this_process_reports_which_kernels_serve():
+    """``extension_status()`` against what the dispatcher and the import system actually hold:
+    a CPU kernel registered from C++ source exactly when the compiled module is imported."""
     status = extension_status()
     assert status["extension_loaded"] == extension_available()
+    compiled_module = sys.modules.get("addersr_plugin._C")
+    compiled_file = getattr(compiled_module, "__file__", "") or ""
+    assert (compiled_module is not None and compiled_file.endswith(".so")) == status["extension_loaded"]
     for name in SCHEMAS:
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{LIBRARY}::{name}", "CPU")
-    if extension_available():
+        site = _kernel_registration(name, "CPU")
+        from_cpp = re.search(r"\.(cpp|cu):\d+$", site) is not None
+        assert from_cpp == status["extension_loaded"], (name, site, status)
+        if not from_cpp:
+            assert site.endswith(os.path.join("ops", "_extension.py") + site[site.rindex(":"):]), site
+    if status["extension_loaded"]:
         assert "CPU" not in status["reference_backends"], "compiled CPU kernels must not be shadowed"
     else:
         assert "CPU" in status["reference_backends"]
@@ -164,9 +181,10 @@ def _fallback_items():
     return items
 
 
-def test_fallback_kernels_match_this_process(tmp_path):
-    """With ADDERSR_DISABLE_EXTENSION=1 a fresh interpreter registers the reference as the op's
-    kernels, warns once, and gives the same forward and gradients as the op here (compiled when built)."""
+@pytest.fixture(scope="module")
+def fallback_run(tmp_path_factory):
+    """One fresh interpreter with ADDERSR_DISABLE_EXTENSION=1 running the op on ``_fallback_items``."""
+    tmp_path = tmp_path_factory.mktemp("fallback")
     items = _fallback_items()
     torch.save(items, tmp_path / "in.pt")
     env = dict(os.environ, ADDERSR_DISABLE_EXTENSION="1")
@@ -174,14 +192,28 @@ def test_fallback_kernels_match_this_process(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = torch.load(tmp_path / "out.pt")
+    return items, torch.load(tmp_path / "out.pt")
 
+
+def test_fallback_registers_the_reference_and_warns_once(fallback_run):
+    """With ADDERSR_DISABLE_EXTENSION=1 a fresh interpreter registers the reference as the op's
+    kernels and warns once, saying why."""
+    _, result = fallback_run
     assert result["status"]["extension_loaded"] is False
     assert "CPU" in result["status"]["reference_backends"]
     assert len(result["warnings"]) == 1, result["warnings"]
     assert "disabled by ADDERSR_DISABLE_EXTENSION" in result["warnings"][0]
     assert "pure-PyTorch reference" in result["warnings"][0]
 
+
+@pytest.mark.skipif(not extension_available(),
+                    reason="compares the fallback with the compiled kernels; without them this process runs the "
+                           "same reference and the comparison would be of the code with itself")
+def test_fallback_kernels_match_the_compiled_kernels(fallback_run):
+    """The fallback (reference) kernels give the compiled kernels' forward and gradients."""
+    items, result = fallback_run
+    assert re.search(r"\.cpp:\d+$", _kernel_registration("adder_conv2d", "CPU"))  # really compiled code here
+    assert len(result["outputs"]) == len(items)
     for item, fallback in zip(items, result["outputs"]):
         leaves = [t.clone().requires_grad_(True) if t is not None else None for t in item["leaves"]]
         y = adder_conv2d(*leaves, **item["geom"], weight_grad=item["wg"], input_grad=item["ig"])

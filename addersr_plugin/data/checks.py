@@ -27,20 +27,38 @@ def _image_size(path: str) -> tuple[int, int]:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
 
-def _first_pair_sizes(gt: str, lq: str, lmdb: bool, label: str):
-    """(key, gt (h, w), lq (h, w)) of the first image pair, without reading pixel data."""
+def lq_name(gt_name: str, filename_tmpl: str, label: str) -> str:
+    """The LQ file name BasicSR pairs with ``gt_name``: ``filename_tmpl.format(stem) + ext``
+    (``paired_paths_from_folder``), e.g. ``0001.png`` -> ``0001x4.png`` with ``'{}x4'``."""
+    stem, ext = os.path.splitext(gt_name)
+    try:
+        return f"{filename_tmpl.format(stem)}{ext}"
+    except (AttributeError, IndexError, KeyError, ValueError) as exc:
+        raise DatasetError(f"{label}: filename_tmpl {filename_tmpl!r} is not a template with one '{{}}' "
+                           f"for the GT file name ({type(exc).__name__}: {exc})") from None
+
+
+def _first_pair_sizes(gt: str, lq: str, lmdb: bool, label: str, filename_tmpl: str = "{}"):
+    """(key, gt (h, w), lq (h, w)) of the first image pair, without reading pixel data.
+
+    On disk the LQ partner of GT ``NAME.EXT`` is ``filename_tmpl.format(NAME).EXT``, as BasicSR
+    pairs them (LMDB pairs by key and ignores the template, as BasicSR does).
+    """
     if lmdb:
         gt_meta, lq_meta = check_lmdb(gt), check_lmdb(lq)
         if [k for k, _ in gt_meta] != [k for k, _ in lq_meta]:
             raise DatasetError(f"{label}: the GT and LQ LMDBs hold different image keys: {gt} vs {lq}")
         key = gt_meta[0][0]
         return key, gt_meta[0][1][:2], lq_meta[0][1][:2]
-    gt_names, lq_names = scan_images(gt), scan_images(lq)
-    missing = sorted(set(gt_names) - set(lq_names))
+    gt_names, lq_names = scan_images(gt), set(scan_images(lq))
+    partners = {name: lq_name(name, filename_tmpl, label) for name in gt_names}
+    missing = [name for name in gt_names if partners[name] not in lq_names]
     if missing:
-        raise DatasetError(f"{label}: {len(missing)} GT image(s) have no LQ partner in {lq}, e.g. {missing[0]}")
+        tmpl = "" if filename_tmpl == "{}" else f" (filename_tmpl {filename_tmpl!r})"
+        raise DatasetError(f"{label}: {len(missing)} GT image(s) have no LQ partner in {lq}{tmpl}, e.g. "
+                           f"{missing[0]} needs {partners[missing[0]]}")
     name = gt_names[0]
-    return name, _image_size(os.path.join(gt, name)), _image_size(os.path.join(lq, name))
+    return name, _image_size(os.path.join(gt, name)), _image_size(os.path.join(lq, partners[name]))
 
 
 def check_scale(label: str, key: str, gt_hw, lq_hw, scale: int) -> None:
@@ -77,7 +95,8 @@ def check_datasets(opt: dict) -> None:
         backend = (ds.get("io_backend") or {}).get("type", "disk")
         if backend not in ("disk", "lmdb"):
             continue
-        key, gt_hw, lq_hw = _first_pair_sizes(roots["dataroot_gt"], roots["dataroot_lq"], backend == "lmdb", label)
+        key, gt_hw, lq_hw = _first_pair_sizes(roots["dataroot_gt"], roots["dataroot_lq"], backend == "lmdb", label,
+                                              ds.get("filename_tmpl", "{}"))
         if scale is not None:
             check_scale(label, key, gt_hw, lq_hw, int(scale))
         gt_size = ds.get("gt_size")

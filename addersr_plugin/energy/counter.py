@@ -6,14 +6,20 @@ kernel). Forward pre/post hooks on every module keep a module stack, so each ope
 attributed to the innermost module running it, and functional operators inside a forward
 (bicubic ``F.interpolate``, residual adds, mean shift, PixelShuffle) are counted too.
 
-Two layer types are priced as a whole, from their output shape, instead of by the operators
-their Python forward happens to use:
+Three layer types are priced as a whole, from their shapes, instead of by the operators their
+Python forward happens to use:
+
+- ``nn.Linear``: a dot product of ``in_features`` terms (+ bias) per output element, however
+  PyTorch decomposes it for the input's rank and layout (``rules.price_linear``).
 
 - batch normalisation (``BN_MODES``):
   * ``folded`` (inference): after a convolution, BN folds into the conv's weights and bias (no
     operations under the paper convention; under ``exact``, one add per element when the conv
     had no bias). After an adder layer (or anything else) only the shift folds into a bias: the
     scale cannot enter ``-Σ|x - w|``, so it stays a per-channel multiply + add per element.
+    A conv output that is only reshaped on the way (Conv → Flatten → BatchNorm1d) still folds
+    when batch and channel dimensions are unchanged (spatial size 1), so that every BN channel
+    is one conv output channel; otherwise BN's per-feature scale cannot enter shared weights.
   * ``unfolded`` (the training-form expression ``(x - μ)·rsqrt(σ² + ε)·γ + β``): 2 multiplies +
     2 adds per element and one rsqrt per channel. Computing batch statistics while training
     (about 2 more adds and 1 multiply per element) is not counted: this counts a forward pass.
@@ -35,9 +41,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..nn import PowerActivation
 from .counts import ADDER, BN, CONV, POWER, OpCount, Record
 from .errors import UnknownBNModeError
-from .rules import bind, check_convention, first_tensor, price_op
+from .rules import bind, check_convention, first_tensor, price_linear, price_op
 
 BN_MODES = ("folded", "unfolded")
+# Operators that only reshape (or copy) their first argument: a conv output passed through them
+# can still take a folded BN (see _CountingState.follow_reshape).
+_RESHAPES = frozenset({"view", "_unsafe_view", "reshape", "_reshape_alias", "flatten", "squeeze", "unsqueeze",
+                       "clone", "contiguous", "alias", "detach"})
 
 
 def check_bn_mode(bn: str) -> str:
@@ -79,6 +89,7 @@ class _CountingState:
             # Any op (in-place ReLU included) makes its output no longer a bare conv/adder output.
             self.producers.pop(id(result), None)
         if priced is None:
+            self.follow_reshape(func, args, result)
             return
         category, count = priced
         if category in (CONV, ADDER) and result is not None:
@@ -87,7 +98,24 @@ class _CountingState:
         op = f"{func.namespace}.{func.overloadpacket.__name__}"
         self._record(self.stack[-1] if self.stack else None, category, op, count)
 
+    def follow_reshape(self, func, args, result: Optional[Tensor]):
+        """Keep a conv/adder output's producer across a pure reshape that leaves dims 0 and 1
+        (batch, channel) as they were: the BN after it still sees one conv channel per channel."""
+        if func.overloadpacket.__name__ not in _RESHAPES or result is None or not args:
+            return
+        source = args[0]
+        producer = self.producers.get(id(source)) if isinstance(source, Tensor) else None
+        if (producer is not None and source.dim() >= 2 and result.dim() >= 2
+                and tuple(source.shape[:2]) == tuple(result.shape[:2]) and source.numel() == result.numel()):
+            self.producers[id(result)] = _Producer(producer.category, producer.has_bias, result)
+
     # -- modules priced as a whole ------------------------------------------------------------
+
+    def price_linear(self, module: nn.Linear, out: Tensor):
+        has_bias = module.bias is not None
+        self._record(module, CONV, "linear (from its shapes)",
+                     price_linear(module.in_features, out, has_bias, self.convention))
+        self.producers[id(out)] = _Producer(CONV, has_bias, out)
 
     def price_bn(self, module: nn.Module, inp: Tensor, out: Tensor):
         n = out.numel()
@@ -113,7 +141,17 @@ class _CountingState:
 
 
 def _priced_as_whole(module: nn.Module) -> bool:
-    return isinstance(module, (nn.modules.batchnorm._BatchNorm, PowerActivation))
+    return isinstance(module, (nn.modules.batchnorm._BatchNorm, PowerActivation, nn.Linear))
+
+
+def _module_input(args, kwargs) -> Optional[Tensor]:
+    """The tensor a module was called with, positionally or as ``input=``/``x=`` (``bn(input=x)``)."""
+    if args:
+        return first_tensor(args[0]) if not isinstance(args[0], Tensor) else args[0]
+    for key in ("input", "x"):
+        if isinstance(kwargs.get(key), Tensor):
+            return kwargs[key]
+    return first_tensor(list(kwargs.values()))
 
 
 class _CountingMode(TorchDispatchMode):
@@ -128,12 +166,12 @@ class _CountingMode(TorchDispatchMode):
 
 
 def _install_hooks(model: nn.Module, state: _CountingState):
-    def pre(module, args):
+    def pre(module, args, kwargs):
         state.stack.append(module)
         if _priced_as_whole(module):
             state.priced_depth += 1
 
-    def post(module, args, output):
+    def post(module, args, kwargs, output):
         state.stack.pop()
         if not _priced_as_whole(module):
             return
@@ -143,13 +181,15 @@ def _install_hooks(model: nn.Module, state: _CountingState):
         out = first_tensor(output)
         if isinstance(module, PowerActivation):
             state.price_power(module, out)
+        elif isinstance(module, nn.Linear):
+            state.price_linear(module, out)
         else:
-            state.price_bn(module, args[0], out)
+            state.price_bn(module, _module_input(args, kwargs), out)
 
     handles = []
     for module in model.modules():
-        handles.append(module.register_forward_pre_hook(pre))
-        handles.append(module.register_forward_hook(post))
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
     return handles
 
 

@@ -10,6 +10,7 @@ from .table import EnergyTable
 CONV = "conv"            # convolution / matrix-multiply MACs
 ADDER = "adder"          # adder-convolution MACs
 BN = "bn"                # batch normalisation (folded or unfolded, see counter.BN_MODES)
+NORM = "norm"            # group / layer normalisation (statistics computed per sample: nothing folds)
 POWER = "power"          # AdderSR power activation sgn(y)|y|^alpha
 ACTIVATION = "activation"  # ReLU, clamps and other activations
 ELEMENTWISE = "elementwise"  # residual/self-shortcut adds, scalings, mean shift
@@ -17,7 +18,7 @@ RESAMPLE = "resample"    # bicubic/bilinear interpolation (pixel shuffle is free
 REDUCTION = "reduction"  # sums and means
 UNPRICED = "unpriced"    # ops this counter does not know: listed, never silently dropped
 
-CATEGORIES = (CONV, ADDER, BN, POWER, ACTIVATION, ELEMENTWISE, RESAMPLE, REDUCTION, UNPRICED)
+CATEGORIES = (CONV, ADDER, BN, NORM, POWER, ACTIVATION, ELEMENTWISE, RESAMPLE, REDUCTION, UNPRICED)
 PAPER_RULE_CATEGORIES = (CONV, ADDER)
 
 

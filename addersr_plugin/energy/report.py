@@ -15,6 +15,7 @@ CATEGORY_LABELS = {
     "conv": "convolution MACs",
     "adder": "adder MACs",
     "bn": "batch norm",
+    "norm": "group / layer norm",
     "power": "power activation",
     "activation": "ReLU / activations",
     "elementwise": "shortcuts, scalings, mean shift",

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from torch import Tensor
 
-from .counts import (ACTIVATION, ADDER, BN, CONV, ELEMENTWISE, REDUCTION, RESAMPLE, UNPRICED,
+from .counts import (ACTIVATION, ADDER, BN, CONV, ELEMENTWISE, NORM, REDUCTION, RESAMPLE, UNPRICED,
                      OpCount)
 from .errors import UnknownConventionError
 
@@ -99,6 +99,13 @@ def price_conv(a: Dict[str, Any], out: Tensor, convention: str, adder: bool) -> 
     return _dot_product(macs, out.numel(), a.get("bias") is not None, adder, convention)
 
 
+def price_linear(in_features: int, out: Tensor, has_bias: bool, convention: str) -> OpCount:
+    """An ``nn.Linear`` from its shapes: every output element is an ``in_features``-term dot
+    product (+ bias), whatever the input's rank or layout (PyTorch runs a 2-D or contiguous
+    input as one ``addmm`` and a non-contiguous 3-D one as ``mm`` + a separate bias ``add``)."""
+    return _dot_product(out.numel() * in_features, out.numel(), has_bias, False, convention)
+
+
 def price_mm(name: str, a: Dict[str, Any], out: Tensor, convention: str) -> OpCount:
     m1 = a["mat1"] if name == "addmm" else a["batch1"] if name == "baddbmm" else a["self"]
     macs = out.numel() * m1.shape[-1]
@@ -116,6 +123,32 @@ def price_resample(name: str, a: Dict[str, Any], out: Tensor) -> OpCount:
     w_out = out.shape[-1]
     elements = n * c * h_in * w_out + out.numel()
     return OpCount(mul=taps * elements, add=(taps - 1) * elements)
+
+
+def price_norm(name: str, a: Dict[str, Any], out: Tensor) -> OpCount:
+    """Group / layer norm at inference. Unlike BN, the statistics belong to each sample, so
+    they are computed every time and nothing folds. Per group of m elements: the mean (m − 1
+    adds, 1 multiply by 1/m), the centred values (m subtractions), the variance (m squares,
+    m − 1 adds, 1 multiply), + eps (1 add) and one rsqrt; then m multiplies by it, and the
+    affine weight and bias (1 multiply, 1 add per element) when present."""
+    n = out.numel()
+    if name == "native_group_norm":
+        groups = int(a["N"]) * int(a["group"])
+    else:
+        groups = n // max(1, math.prod(int(d) for d in a["normalized_shape"]))
+    has_weight, has_bias = a.get("weight") is not None, a.get("bias") is not None
+    add = 2 * (n - groups) + groups + n + (n if has_bias else 0)
+    mul = 2 * groups + 2 * n + (n if has_weight else 0)
+    return OpCount(mul=mul, add=add, trans=groups)
+
+
+def price_gelu(a: Dict[str, Any], out: Tensor) -> OpCount:
+    """GELU per element. Exact ``0.5·x·(1 + erf(x/√2))``: 3 multiplies, 1 add, 1 erf. The tanh
+    form ``0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))``: 6 multiplies, 2 adds, 1 tanh."""
+    n = out.numel()
+    if a.get("approximate", "none") == "tanh":
+        return OpCount(mul=6 * n, add=2 * n, trans=n)
+    return OpCount(mul=3 * n, add=n, trans=n)
 
 
 def price_op(func, args, kwargs, out, convention: str) -> Optional[Tuple[str, OpCount]]:
@@ -158,6 +191,10 @@ def price_op(func, args, kwargs, out, convention: str) -> Optional[Tuple[str, Op
         return REDUCTION, OpCount(add=x.numel() - n, mul=n if name == "mean" else 0)
     if name in ("upsample_bicubic2d", "upsample_bilinear2d"):
         return RESAMPLE, price_resample(name, a, result)
+    if name in ("native_group_norm", "native_layer_norm"):
+        return NORM, price_norm(name, a, result)
+    if name in ("gelu", "gelu_"):
+        return ACTIVATION, price_gelu(a, result)
     if name in _BN_OPS:
         # Functional batch norm outside a BatchNorm module, priced as written (unfolded).
         return BN, OpCount(mul=2 * n, add=2 * n)

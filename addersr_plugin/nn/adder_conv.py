@@ -49,14 +49,16 @@ def _pair(name: str, value: IntPair) -> Tuple[int, int]:
 def adaptive_lr_scale(grad: Tensor, eta: float) -> Tensor:
     """AdderNet's adaptive learning rate: ``eta * sqrt(numel) * grad / ||grad||_2``.
 
-    The norm is computed in fp32 whatever ``grad``'s dtype. A zero gradient stays zero
-    (no division by zero, no NaN); there is no host synchronisation.
+    Computed in float64 for a float64 gradient and in float32 otherwise (fp16/bf16 norms
+    would overflow), so float64 training gets float64-exact gradients. A zero gradient
+    stays zero (no division by zero, no NaN); there is no host synchronisation.
     """
-    g32 = grad.float()
-    norm = torch.linalg.vector_norm(g32)
-    factor = eta * math.sqrt(grad.numel()) / norm.clamp_min(torch.finfo(torch.float32).tiny)
+    cdt = torch.float64 if grad.dtype == torch.float64 else torch.float32
+    g = grad.to(cdt)
+    norm = torch.linalg.vector_norm(g)
+    factor = eta * math.sqrt(grad.numel()) / norm.clamp_min(torch.finfo(cdt).tiny)
     factor = torch.where(norm > 0, factor, torch.zeros_like(factor))
-    return (g32 * factor).to(grad.dtype)
+    return (g * factor).to(grad.dtype)
 
 
 class AdderConv2d(nn.Module):

@@ -76,6 +76,7 @@ def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, pa
         raise ValueError(
             f"adder_conv2d: input has {cin} channels but weight expects {weight.shape[1]} per group "
             f"× groups={groups} = {weight.shape[1] * groups}")
+    reference.check_input_channels("adder_conv2d", input)
     if min(weight.shape[2:]) <= 0:
         raise ValueError(f"adder_conv2d: kernel size must be positive, got {tuple(weight.shape[2:])}")
     ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
@@ -177,6 +178,8 @@ def adder_conv2d_reference(
 @torch.library.register_fake("addersr::adder_conv2d")
 def _adder_conv2d_fake(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad):
     torch._check(input.dim() == 4 and weight.dim() == 4, lambda: "adder_conv2d: input and weight must be 4-D")
+    torch._check(input.shape[1] != 0, lambda: "adder_conv2d: input has zero channels (Cin == 0); an adder "
+                 "convolution needs at least one input channel")
     ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
     return input.new_empty((input.shape[0], weight.shape[0], ho, wo))
 

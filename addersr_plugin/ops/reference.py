@@ -38,6 +38,17 @@ def output_size(in_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pair, dilat
     )
 
 
+def check_input_channels(op: str, input: torch.Tensor) -> None:
+    """Reject a zero-channel input (``Cin == 0``) with the compiled kernels' message.
+
+    With no input channel an output is an empty sum; rather than define it as 0 (+ bias) in
+    one implementation and leave it unwritten in another, every implementation refuses it.
+    """
+    if input.shape[1] == 0:
+        raise ValueError(f"{op}: input has zero channels (Cin == 0); an adder convolution needs at least "
+                         "one input channel")
+
+
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
@@ -55,6 +66,7 @@ def _pixel_chunk(rows: int, k: int) -> int:
 
 def reference_forward(input, weight, bias, stride, padding, dilation, groups):
     """Forward of the adder convolution; returns a contiguous NCHW tensor."""
+    check_input_channels("adder_conv2d", input)
     n, _, h, w = input.shape
     cout = weight.shape[0]
     ho, wo = output_size((h, w), weight.shape[2:], stride, padding, dilation)
@@ -77,6 +89,7 @@ def reference_forward(input, weight, bias, stride, padding, dilation, groups):
 
 def reference_grad_weight(grad_output, input, weight, stride, padding, dilation, groups, mode):
     """dL/dW: ``"full"`` Σ G·(X − W) or ``"sign"`` Σ G·sign(X − W)."""
+    check_input_channels("adder_conv2d_grad_weight", input)
     n = input.shape[0]
     cout = weight.shape[0]
     cdt = _compute_dtype(input.dtype)
@@ -100,6 +113,7 @@ def reference_grad_weight(grad_output, input, weight, stride, padding, dilation,
 
 def reference_grad_input(grad_output, input, weight, stride, padding, dilation, groups, mode):
     """dL/dX: ``"hardtanh"`` Σ G·clamp(W − X, −1, 1) or ``"sign"`` Σ G·sign(W − X)."""
+    check_input_channels("adder_conv2d_grad_input", input)
     n, _, h, w = input.shape
     cout, _, kh, kw = weight.shape
     cdt = _compute_dtype(input.dtype)

@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
               "much slower (run `make install` to build them).", flush=True)
     data = ensure_demo_set(os.path.join(workdir, "datasets"))
     body = {"num_feat": args.num_feat, "num_block": args.num_block}
-    recipe = ADDER_RECIPE if args.recipe == "ours" else {}
+    recipe = ADDER_RECIPE if args.recipe == "ours" else {"image_skip": False, "dc_free_head": False}
     adder_lr_mult = ADDER_LR_MULT if args.recipe == "ours" else 1.0
     runs = {"AdderEDSR": ("demo_adder_edsr_x2", {"type": "AdderEDSR", **body, **recipe})}
     if not args.no_cnn:

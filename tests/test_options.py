@@ -11,7 +11,8 @@ from basicsr.archs import build_network
 from basicsr.utils.options import parse_options
 
 OPTIONS = Path(__file__).resolve().parents[1] / "options"
-FILES = sorted(OPTIONS.rglob("*.yml"))
+STUDY = sorted((OPTIONS / "study").glob("*.yml"))  # the quality study's own recipe, tested below
+FILES = sorted(p for p in OPTIONS.rglob("*.yml") if p not in STUDY)
 BN_ARCHS = {"AdderEDSR", "AdderVDSR"}
 ADDER_ARCHS = {"AdderEDSR", "AdderVDSR"}
 
@@ -104,3 +105,22 @@ def test_option_file_parses_and_builds(path, tmp_path, monkeypatch):
         out = small(torch.rand(1, 3, 5, 3))  # odd sizes
     assert out.shape == (1, 3, 5 * scale, 3 * scale)
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("path", STUDY, ids=_rel)
+def test_study_option_file_parses_and_builds(path, tmp_path, monkeypatch):
+    """options/study/*.yml (docs/quality.md): the photo set, x2, one schedule, and a net that runs."""
+    opt, _ = _parse(path, tmp_path, monkeypatch)
+    assert opt["scale"] == 2 and opt["model_type"] in ("SRModel", "AdderSRModel")
+    assert opt["name"] == "study_" + path.stem
+    train, val = opt["datasets"]["train"], opt["datasets"]["val"]
+    assert train["dataroot_gt"] == "datasets/photos/train_HR_sub.lmdb"
+    assert val["dataroot_gt"] == "datasets/photos/heldout/HR"
+    assert opt["train"]["total_iter"] == 2000 and opt["train"]["scheduler"]["periods"] == [2000]
+    if "network_t" in opt:
+        assert opt["model_type"] == "AdderSRModel"
+        assert opt["path"]["ignore_resume_networks"] == ["network_t"]
+    net = build_network(dict(opt["network_g"], num_feat=8, num_block=1)).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 5, 3))
+    assert out.shape == (1, 3, 10, 6) and torch.isfinite(out).all()

@@ -22,7 +22,7 @@ ITERS = 2000
 LR = 2e-3
 
 SMALL = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 32, "num_block": 4, "upscale": SCALE}
-PAPER = {"type": "AdderEDSR", **SMALL}  # the paper-faithful defaults of the arch
+PAPER = {"type": "AdderEDSR", **SMALL, "image_skip": False, "dc_free_head": False}  # the paper's AdderEDSR
 OURS = {**PAPER, "image_skip": True, "dc_free_head": True}
 
 # name -> (group, what it tests, network_g, overrides of the base options)

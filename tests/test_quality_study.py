@@ -1,0 +1,93 @@
+"""The quality study's runner (benchmarks/quality/run_study.py) on a tiny configuration:
+an interrupted run is resumed with ``--auto_resume``, a finished run is skipped, and the
+validation curve and scores are read back. Subprocesses run the real ``basicsr train``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from sr_helpers import REPO, cli, env, make_pair_lmdbs, train_options, write_yaml
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    sys.path.insert(0, os.path.join(REPO, "benchmarks", "quality"))
+    try:
+        run_study = importlib.import_module("run_study")
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(run_study, "ROOT", str(tmp_path))
+    for key, value in env().items():  # the training subprocesses must import this checkout
+        monkeypatch.setenv(key, value)
+    return run_study
+
+
+def test_interrupted_run_resumes_and_finished_run_is_skipped(tmp_path, study, monkeypatch):
+    gt, lq = make_pair_lmdbs(str(tmp_path / "data"))
+    opt = train_options(gt, lq, name="study_tiny")
+    opt["network_g"].update(image_skip=True, dc_free_head=True)
+    (tmp_path / "options" / "study").mkdir(parents=True)
+    opt_file = write_yaml(study.option_path("tiny"), opt)
+
+    # An interrupted sitting: basicsr stopped at iteration 2 of 4 (a checkpoint every 2).
+    first = cli(["train", "-opt", opt_file, "--force_yml", "train:total_iter=2"], cwd=str(tmp_path))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert not os.path.exists(os.path.join(study.run_dir("tiny"), "study_done.json"))
+
+    done = study.train("tiny", threads=1)
+    assert done["sittings"] == 1 and done["seconds"] > 0 and done["iters"] == study.study.ITERS
+    sitting = open(os.path.join(study.run_dir("tiny"), "study_sitting1.log"), encoding="utf-8").read()
+    assert "Resuming training from epoch: 0, iter: 2." in sitting
+    assert "iter:       3" in sitting and "iter:       1," not in sitting
+    assert os.path.isfile(os.path.join(study.run_dir("tiny"), "models", "net_g_latest.pth"))
+    with open(os.path.join(study.run_dir("tiny"), "study_done.json"), encoding="utf-8") as f:
+        assert json.load(f) == done
+
+    # A finished run is skipped: no second basicsr process.
+    monkeypatch.setattr(study.subprocess, "run", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    assert study.train("tiny", threads=1) == done
+
+    curve = study.val_curve("tiny")
+    # basicsr validates at the end of every sitting: after the interrupted one (2) and the finish (4)
+    assert [it for it, _ in curve] == [2, 4] and all(10 < p < 60 for _, p in curve)
+
+    from addersr_plugin.scoring import read_pairs
+
+    pairs = read_pairs(os.path.join(tmp_path, "data", "png", "gt"), os.path.join(tmp_path, "data", "png", "lq"))
+    photos = study.score_run("tiny", pairs, str(tmp_path / "out"))
+    assert set(photos) == {"img00", "img01"} and all(10 < p["psnr"] < 60 for p in photos.values())
+    assert os.path.isfile(tmp_path / "out" / "img00.png")
+    assert study.score_run("tiny", pairs, str(tmp_path / "out")) == photos  # cached, same numbers
+
+
+def test_failed_training_is_reported_and_not_marked_done(tmp_path, study):
+    (tmp_path / "options" / "study").mkdir(parents=True)
+    write_yaml(study.option_path("broken"), {"name": "study_broken", "model_type": "SRModel"})
+    with pytest.raises(RuntimeError, match=r"\[broken\] basicsr train failed \(exit \d+\); see .*study_sitting1.log"):
+        study.train("broken", threads=1)
+    assert not os.path.exists(os.path.join(study.run_dir("broken"), "study_done.json"))
+    cost = json.load(open(os.path.join(study.run_dir("broken"), "study_cost.json"), encoding="utf-8"))
+    assert cost["sittings"] == 1  # the next sitting is numbered on
+
+
+def test_summary_leaves_graphics_out_of_photo_means(study):
+    manifest = {"photos": [{"file": "a_x.png", "source": "a"}, {"file": "b_y.png", "source": "b"},
+                           {"file": "lomiri-wallpapers-20_04_Fossa_by_Jasper_Roks.png", "source": "b"}]}
+    per = {"a_x": {"psnr": 30.0, "ssim": 0.9, "colour_error_bgr": [0.1, -0.2, 0.0]},
+           "b_y": {"psnr": 34.0, "ssim": 0.8, "colour_error_bgr": [0.0, 0.0, 0.5]},
+           "lomiri-wallpapers-20_04_Fossa_by_Jasper_Roks": {"psnr": 56.0, "ssim": 1.0,
+                                                           "colour_error_bgr": [-3.0, 0.0, 0.0]}}
+    s = study.summarise(per, manifest)
+    assert s["psnr"] == pytest.approx(32.0) and s["ssim"] == pytest.approx(0.85)
+    assert s["psnr_by_source"] == {"a": 30.0, "b": 34.0}
+    assert s["worst_colour_error"] == pytest.approx(3.0)  # the graphic still counts for colour casts
+    assert s["not_photos"] == {"lomiri-wallpapers-20_04_Fossa_by_Jasper_Roks": 56.0}
+    assert np.isfinite(s["psnr"])

@@ -268,6 +268,34 @@ def plot_bars(results: dict, bicubic: dict, names: list[str], path: str, title: 
     plt.close(fig)
 
 
+def plot_gap(results: dict, names: list[str], path: str) -> None:
+    """EDSR minus each adder run on basicsr's validation, iteration by iteration (the gap curve)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edsr = dict(results.get("edsr", {}).get("curve") or [])
+    if not edsr:
+        return
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for n in names:
+        curve = [(it, edsr[it] - p) for it, p in results.get(n, {}).get("curve") or [] if it in edsr]
+        if curve:
+            it, gap = zip(*curve)
+            ax.plot(it, gap, marker="o", label=n)
+    ax.axhline(0.5, color="grey", ls=":", label="target 0.5 dB")
+    ax.axhline(0.0, color="grey")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("EDSR minus AdderEDSR (dB, basicsr validation)")
+    ax.set_title("gap to the CNN twin vs iteration (all 6 held-out images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def comparison_pngs(results: dict, pairs: dict, names: list[str], bicubic_imgs: dict) -> list[str]:
     """docs/quality/compare_<photo>.png: bicubic | each run | HR, on the most detailed window."""
     import cv2
@@ -365,6 +393,8 @@ def render(results: dict, bicubic: dict, manifest: dict, pairs: dict, bicubic_im
         plot_curves(results, bicubic, names, os.path.join(FIG, f"curves_{g}.png"), f"{g}: held-out PSNR vs iteration")
         plot_bars(results, bicubic, names, os.path.join(FIG, f"bars_{g}.png"), f"{g}: gain over bicubic")
     everything = list(study.STUDY)
+    plot_gap(results, [n for n in everything if n != "edsr" and not n.startswith("abl_")],
+             os.path.join(FIG, "gap.png"))
     blocks["TABLE:photos"] = photo_table(results, everything, bicubic)
     shown = [n for n in study.SHOWN if n in results]
     comparison_pngs(results, pairs, shown, bicubic_imgs)

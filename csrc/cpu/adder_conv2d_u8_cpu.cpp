@@ -144,11 +144,37 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
 // ---------------------------------------------------------------------------
 // Packing
 
-// The input as NHWC with `ph`/`pw` border pixels of value zp: xp[n][Hp][Wp][C].
+// The input as NHWC with `ph`/`pw` border pixels of value zp: xp[n][Hp][Wp][C]. One pass,
+// parallel over padded rows: channels_last input is copied row by row, NCHW input is
+// transposed row by row (ATen's generic permuted copy of uint8 is several times slower).
 at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp) {
-  auto xp = at::full({g.N, g.H + 2 * g.ph, g.W + 2 * g.pw, g.Cin}, zp, input.options());
-  // permute is a view: the copy reads NCHW, channels_last or any strides directly.
-  xp.narrow(1, g.ph, g.H).narrow(2, g.pw, g.W).copy_(input.permute({0, 2, 3, 1}));
+  const int64_t C = g.Cin, H = g.H, W = g.W, Hp = H + 2 * g.ph, Wp = W + 2 * g.pw;
+  auto xp = at::empty({g.N, Hp, Wp, C}, input.options());
+  const bool cl = input.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor x = cl ? input : input.contiguous();
+  const uint8_t* src = x.data_ptr<uint8_t>();
+  uint8_t* dst = xp.data_ptr<uint8_t>();
+  const uint8_t z = static_cast<uint8_t>(zp);
+  at::parallel_for(0, g.N * Hp, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / Hp, h = row % Hp - g.ph;
+      uint8_t* d = dst + row * Wp * C;
+      if (h < 0 || h >= H) {
+        std::memset(d, z, Wp * C);
+        continue;
+      }
+      std::memset(d, z, g.pw * C);
+      std::memset(d + (g.pw + W) * C, z, g.pw * C);
+      d += g.pw * C;
+      if (cl) {
+        std::memcpy(d, src + ((n * H + h) * W) * C, W * C);
+      } else {
+        const uint8_t* s = src + n * C * H * W + h * W;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t w = 0; w < W; ++w) d[w * C + c] = s[c * H * W + w];
+      }
+    }
+  });
   return xp;
 }
 

@@ -1,0 +1,84 @@
+"""Turning a trained float network into its integer-adder version, and measuring the result."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .calibrate import METHODS, CalibrationError, LayerStats, adder_layers, choose_grid, collect
+from .layer import QuantAdderConv2d
+
+
+def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def convert(model: nn.Module, stats: Dict[str, LayerStats], folds: Dict[str, str], method: str,
+            percentile: float = 99.99) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every AdderConv2d replaced by a QuantAdderConv2d on
+    the grid ``method`` picks from ``stats``, and each BN of ``folds`` folded (replaced by Identity)."""
+    q = copy.deepcopy(model).eval()
+    for name, layer in adder_layers(q).items():
+        norm = q.get_submodule(folds[name]) if name in folds else None
+        _set_child(q, name, QuantAdderConv2d.from_float(layer, choose_grid(stats[name], method, percentile), norm))
+        if norm is not None:
+            _set_child(q, folds[name], nn.Identity())
+    return q
+
+
+def skeleton(model: nn.Module, folds: Dict[str, str]) -> nn.Module:
+    """``model`` with empty integer layers in place (the structure a checkpoint is loaded into)."""
+    for name, layer in adder_layers(model).items():
+        _set_child(model, name, QuantAdderConv2d.like(layer, name in folds))
+        if name in folds:
+            _set_child(model, folds[name], nn.Identity())
+    return model.eval()
+
+
+def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> float:
+    mse = float((a.double() - b.double()).square().mean())
+    return math.inf if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+@torch.inference_mode()
+def fidelity(qmodel: nn.Module, refs: Sequence[Tensor], batches: Sequence[Tensor]) -> float:
+    """Mean PSNR (dB, images in [0, 1]) of ``qmodel`` against the float outputs ``refs``."""
+    vals = [psnr(qmodel(x).clamp(0, 1), r.clamp(0, 1)) for x, r in zip(batches, refs)]
+    return sum(vals) / len(vals)
+
+
+def quantize_model(model: nn.Module, calib: Sequence[Tensor], method: str = "auto", percentile: float = 99.99):
+    """Quantize a trained float network's adder layers (Python API of ``addersr quantize``).
+
+    Args:
+        model: any network whose adder layers are ``AdderConv2d`` modules (e.g. AdderEDSR).
+        calib: a few input tensors (N, C, H, W) in the network's input range.
+        method: ``"minmax"``, ``"percentile"``, ``"mse"`` or ``"auto"`` (each, keep the one whose
+            output is closest to the float network's on ``calib``).
+        percentile: for ``"percentile"``.
+
+    Returns:
+        (integer model, report dict: method, per-method PSNR vs float on ``calib``, folded BNs).
+    """
+    if method != "auto" and method not in METHODS:
+        raise CalibrationError(f"unknown calibration method {method!r}; expected auto or one of {', '.join(METHODS)}")
+    calib = list(calib)
+    model = model.eval()
+    stats, folds = collect(model, calib)
+    with torch.inference_mode():
+        refs = [model(x) for x in calib]
+    scores: Dict[str, float] = {}
+    best: Optional[nn.Module] = None
+    for m in (METHODS if method == "auto" else (method,)):
+        q = convert(model, stats, folds, m, percentile)
+        scores[m] = fidelity(q, refs, calib)
+        if best is None or scores[m] > scores[chosen]:
+            best, chosen = q, m
+    report = {"method": chosen, "psnr_vs_float": scores, "percentile": percentile, "folded_norms": dict(folds),
+              "layers": sorted(stats), "calibration_batches": len(calib)}
+    return best, report

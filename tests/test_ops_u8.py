@@ -14,10 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from addersr_plugin.ops import adder_conv2d_u8, adder_conv2d_u8_reference, extension_available
+from addersr_plugin.ops import (adder_conv2d_u8, adder_conv2d_u8_affine, adder_conv2d_u8_affine_reference,
+                                adder_conv2d_u8_reference, extension_available)
+from addersr_plugin.ops.reference_u8 import quantize_u8
 
 REPO = Path(__file__).resolve().parents[1]
 OP = torch.ops.addersr.adder_conv2d_u8
+AFFINE = torch.ops.addersr.adder_conv2d_u8_affine
 
 
 def _pair(v):
@@ -186,8 +189,10 @@ _FALLBACK_SCRIPT = textwrap.dedent(
         from addersr_plugin import ops
         x, w = torch.load(sys.argv[1])
         ys = [ops.adder_conv2d_u8(x, w, 19, 2, 1, 1, 2) for _ in range(3)]
+        xf = (x.float() - 19) * 0.05
+        yf = ops.adder_conv2d_u8_affine(xf, w, 0.05, 19, torch.ones(4), torch.zeros(4), 2, 1, 1, 2)
     torch.save({"warnings": [str(m.message) for m in caught if issubclass(m.category, ops.AdderExtensionWarning)],
-                "y": ys[-1]}, sys.argv[2])
+                "y": ys[-1], "yf": yf}, sys.argv[2])
     """
 )
 
@@ -204,6 +209,7 @@ def test_fallback_without_extension_is_exact_and_warns_once(tmp_path):
     u8 = [m for m in result["warnings"] if m.startswith("adder_conv2d_u8:")]
     assert len(u8) == 1 and "exact int64 reference" in u8[0], result["warnings"]
     assert torch.equal(result["y"], adder_conv2d_u8(x, w, 19, 2, 1, 1, 2))
+    assert torch.equal(result["yf"], result["y"].float())
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -292,3 +298,105 @@ def test_cuda_tensors_are_refused_clearly():
         adder_conv2d_u8(x.cuda(), w.cuda(), 0)
     with pytest.raises(RuntimeError, match=r"only CPU tensors are supported \(there is no CUDA kernel\)"):
         OP(x.cuda(), w.cuda(), 0, [1, 1], [0, 0], [1, 1], 1)
+
+
+# --------------------------------------------------------------------------- the fused inference op
+
+def _float_case(name, scale=0.0625):
+    """A CASES geometry with a float32 input spanning beyond the grid (clamping) and exact ties
+    (x = (k + 1/2)·scale, scale a power of two) for round-half-to-even."""
+    x, w, zp, stride, padding, dilation, groups = _case(name)
+    g = torch.Generator().manual_seed(7)
+    xf = (x.float() - zp) * scale * 1.3 + torch.randn(x.shape, generator=g) * scale
+    ties = (torch.randint(-300, 300, x.shape, generator=g).float() + 0.5) * scale
+    xf = torch.where(torch.rand(x.shape, generator=g) < 0.3, ties, xf)
+    if not x.is_contiguous():  # keep the case's layout
+        xf = torch.empty_strided(x.shape, x.stride()).copy_(xf)
+    return xf, w, scale, zp, stride, padding, dilation, groups
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_affine_op_sums_are_exact(name):
+    """With out_scale = 1 and out_bias = 0 the float output is the exact integer sum of the
+    quantized input (sums < 2^24 are exact in float32): quantization and SAD both bit-exact."""
+    x, w, scale, zp, stride, padding, dilation, groups = _float_case(name)
+    cout = w.shape[0]
+    y = adder_conv2d_u8_affine(x, w, scale, zp, torch.ones(cout), torch.zeros(cout), stride, padding, dilation,
+                               groups)
+    sums = adder_conv2d_u8_reference(quantize_u8(x, scale, zp), w, zp, stride, padding, dilation, groups)
+    assert y.dtype == torch.float32 and y.is_contiguous()
+    assert torch.equal(y, sums.float())
+
+
+@pytest.mark.parametrize("name", ["rgb-stem-27taps", "groups4-stride2-dil2", "channels-last", "non-contiguous",
+                                  "edsr-like-K576"])
+def test_affine_op_matches_reference(name):
+    x, w, scale, zp, stride, padding, dilation, groups = _float_case(name, scale=0.013)
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(w.shape[0], generator=g), torch.randn(w.shape[0], generator=g) * 10
+    y = adder_conv2d_u8_affine(x, w, 0.013, zp, a, b, stride, padding, dilation, groups)
+    ref = adder_conv2d_u8_affine_reference(x, w, 0.013, zp, a, b, stride, padding, dilation, groups)
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-5)  # fma vs addcmul rounding only
+
+
+def test_quantize_u8_rounds_half_to_even_and_clamps():
+    x = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 1000.0, -1000.0]) * 0.25
+    assert quantize_u8(x, 0.25, 10).tolist() == [10, 12, 12, 10, 8, 255, 0]
+
+
+def test_affine_opcheck():
+    x, w, scale, zp, stride, padding, dilation, groups = _float_case("groups4-stride2-dil2")
+    cout = w.shape[0]
+    torch.library.opcheck(AFFINE.default, (x, w, scale, zp, torch.rand(cout), torch.rand(cout),
+                                           list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)), groups))
+
+
+def _affine_args(**over):
+    args = dict(input=torch.zeros(2, 4, 8, 8), weight=_u8(6, 4, 3, 3), scale=0.1, zero_point=3,
+                out_scale=torch.ones(6), out_bias=torch.zeros(6), stride=1, padding=1, dilation=1, groups=1)
+    args.update(over)
+    return args
+
+
+AFFINE_BAD = [
+    ("input-uint8", lambda: _affine_args(input=_u8(2, 4, 8, 8)), TypeError,
+     r"input must be a float32 tensor, got dtype torch.uint8"),
+    ("input-f64", lambda: _affine_args(input=torch.zeros(2, 4, 8, 8, dtype=torch.float64)), TypeError,
+     r"input must be a float32 tensor, got dtype torch.float64"),
+    ("weight-float", lambda: _affine_args(weight=torch.zeros(6, 4, 3, 3)), TypeError, r"weight must be a uint8 tensor"),
+    ("scale-zero", lambda: _affine_args(scale=0.0), ValueError, r"scale must be a positive finite number, got 0.0"),
+    ("scale-inf", lambda: _affine_args(scale=float("inf")), ValueError, r"scale must be a positive finite number"),
+    ("scale-tensor", lambda: _affine_args(scale=torch.tensor(0.1)), ValueError, r"scale must be a positive finite"),
+    ("out-scale-shape", lambda: _affine_args(out_scale=torch.ones(5)), ValueError,
+     r"out_scale must have shape \(6,\), got \(5,\)"),
+    ("out-bias-dtype", lambda: _affine_args(out_bias=torch.zeros(6, dtype=torch.float64)), TypeError,
+     r"out_bias must be float32, got dtype torch.float64"),
+    ("out-bias-list", lambda: _affine_args(out_bias=[0.0] * 6), TypeError, r"out_bias must be a tensor, got list"),
+    ("out-scale-device", lambda: _affine_args(out_scale=torch.ones(6, device="meta")), ValueError,
+     r"out_scale is on meta but input is on cpu"),
+    ("zero-point", lambda: _affine_args(zero_point=-3), ValueError, r"zero_point must be in \[0, 255\], got -3"),
+    ("groups", lambda: _affine_args(groups=4, weight=_u8(6, 1, 3, 3)), ValueError,
+     r"out channels 6 are not divisible by groups=4"),
+]
+
+
+@pytest.mark.parametrize("impl", [adder_conv2d_u8_affine, adder_conv2d_u8_affine_reference], ids=["op", "reference"])
+@pytest.mark.parametrize("case", AFFINE_BAD, ids=[c[0] for c in AFFINE_BAD])
+def test_affine_bad_input_is_named(impl, case):
+    _, build, exc, pattern = case
+    with pytest.raises(exc, match=r"^adder_conv2d_u8_affine: .*" + pattern):
+        impl(**build())
+
+
+@pytest.mark.parametrize("case", [
+    ("scale", lambda a: a.update(scale=-1.0), r"scale must be positive and finite, got -1"),
+    ("out-scale", lambda a: a.update(out_scale=torch.ones(3)), r"out_scale and out_bias must be float32 \(6,\)"),
+    ("input-uint8", lambda a: a.update(input=_u8(2, 4, 8, 8)), r"input must be float32, got Byte"),
+], ids=lambda c: c[0])
+def test_affine_direct_call_checks(case):
+    if not extension_available():
+        pytest.skip("the direct-call checks are the compiled kernel's")
+    a = _affine_args(stride=[1, 1], padding=[1, 1], dilation=[1, 1])
+    case[1](a)
+    with pytest.raises(RuntimeError, match=r"adder_conv2d_u8_affine: " + case[2]):
+        AFFINE(*a.values())

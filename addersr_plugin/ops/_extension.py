@@ -71,6 +71,7 @@ def _register_fallbacks() -> None:
         "adder_conv2d_grad_input": reference.reference_grad_input,
         "adder_conv2d_grad_weight": reference.reference_grad_weight,
         "adder_conv2d_u8": reference_u8.fallback_forward_u8,
+        "adder_conv2d_u8_affine": reference_u8.fallback_forward_u8_affine,
     }
     # Define what the extension did not (all of it when missing; newer ops when it is stale).
     lib = torch.library.Library(LIBRARY, "FRAGMENT")

@@ -47,12 +47,31 @@ def reference_forward_u8(input, weight, zero_point, stride, padding, dilation, g
     return out.reshape(n, cout, ho, wo).to(torch.int32)
 
 
+def quantize_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """``clamp(round(x / scale) + zero_point, 0, 255)`` as uint8, rounding half to even, in the
+    input's dtype: the arithmetic of ``adder_conv2d_u8_affine``'s fused quantization."""
+    return torch.round(x / scale).add_(zero_point).clamp_(0, 255).to(torch.uint8)
+
+
+def reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
+                                groups) -> torch.Tensor:
+    """``out_scale[c] · Σ|quantize(x) − w| + out_bias[c]`` in float32 (the sums exact)."""
+    sums = reference_forward_u8(quantize_u8(input, scale, zero_point), weight, zero_point, stride, padding,
+                                dilation, groups)
+    return torch.addcmul(out_bias.view(1, -1, 1, 1), sums.float(), out_scale.view(1, -1, 1, 1)).contiguous()
+
+
 def fallback_forward_u8(input, weight, zero_point, stride, padding, dilation, groups) -> torch.Tensor:
     """The operator's kernel when the compiled one is missing: CPU only, warns once."""
-    global _WARNED
     if input.device.type != "cpu":
         raise RuntimeError(
             f"adder_conv2d_u8: only CPU tensors are supported (there is no CUDA kernel), got input on {input.device}")
+    _warn_once()
+    return reference_forward_u8(input, weight, zero_point, stride, padding, dilation, groups)
+
+
+def _warn_once() -> None:
+    global _WARNED
     if not _WARNED:
         from ._extension import AdderExtensionWarning  # loaded by now; a top-level import would be circular
 
@@ -60,5 +79,15 @@ def fallback_forward_u8(input, weight, zero_point, stride, padding, dilation, gr
         warnings.warn(
             "adder_conv2d_u8: the compiled integer kernel is unavailable (extension not built, stale, or "
             "this CPU lacks AVX2); using the exact int64 reference, which is slow.",
-            AdderExtensionWarning, stacklevel=2)
-    return reference_forward_u8(input, weight, zero_point, stride, padding, dilation, groups)
+            AdderExtensionWarning, stacklevel=3)
+
+
+def fallback_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
+                               groups) -> torch.Tensor:
+    """The fused operator's kernel when the compiled one is missing (same warning, once)."""
+    if input.device.type != "cpu":
+        raise RuntimeError(f"adder_conv2d_u8_affine: only CPU tensors are supported (there is no CUDA kernel), "
+                           f"got input on {input.device}")
+    _warn_once()
+    return reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding,
+                                       dilation, groups)

@@ -19,6 +19,8 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from ..ops.reference_u8 import quantize_u8
+
 QMAX = 255
 
 
@@ -54,8 +56,7 @@ def grid_for_range(lo: float, hi: float) -> Grid:
 
 def quantize(x: Tensor, grid: Grid) -> Tensor:
     """``clamp(round(x / s) + z, 0, 255)`` as uint8 (round half to even), same layout as ``x``."""
-    q = torch.round(x / grid.scale).add_(grid.zero_point).clamp_(0, QMAX)
-    return q.to(torch.uint8)
+    return quantize_u8(x, grid.scale, grid.zero_point)
 
 
 def dequantize(q: Tensor, grid: Grid) -> Tensor:

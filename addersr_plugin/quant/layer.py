@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import AdderConv2d
-from ..ops import adder_conv2d_u8
+from ..ops import adder_conv2d_u8, adder_conv2d_u8_affine
 from .grid import Grid, clamp_weights, quantize
 
 
@@ -83,8 +83,11 @@ class QuantAdderConv2d(nn.Module):
                                self.dilation, self.groups)
 
     def forward(self, x: Tensor) -> Tensor:
-        s = self.int_sums(x)
-        return torch.addcmul(self.out_bias.view(1, -1, 1, 1), s, self.out_scale.view(1, -1, 1, 1)).to(x.dtype)
+        # One fused call: quantize while padding, SAD sums, the affine while storing.
+        grid = self.input_grid
+        y = adder_conv2d_u8_affine(x.float(), self.qweight, grid.scale, grid.zero_point, self.out_scale,
+                                   self.out_bias, self.stride, self.padding, self.dilation, self.groups)
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         g = self.input_grid

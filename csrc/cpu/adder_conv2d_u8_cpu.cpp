@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -43,15 +44,16 @@ constexpr int64_t kChunkBytes = 16384; // packed patches per work item: stays in
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-Geometry make_geometry_u8(const at::Tensor& input, const at::Tensor& weight, int64_t zero_point,
-                          at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                          int64_t groups) {
-  constexpr const char* op = "adder_conv2d_u8";
+// `input_type` is kByte for adder_conv2d_u8 and kFloat for adder_conv2d_u8_affine.
+Geometry make_geometry_u8(const char* op, at::ScalarType input_type, const at::Tensor& input,
+                          const at::Tensor& weight, int64_t zero_point, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   TORCH_CHECK(input.device().is_cpu(), op, ": only CPU tensors are supported (there is no CUDA kernel), got input on ",
               input.device());
   TORCH_CHECK(input.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ", input.sizes());
   TORCH_CHECK(weight.dim() == 4, op, ": weight must be 4-D (Cout, Cin/groups, kh, kw), got ", weight.sizes());
-  TORCH_CHECK(input.scalar_type() == at::kByte, op, ": input must be uint8, got ", input.scalar_type());
+  TORCH_CHECK(input.scalar_type() == input_type, op, ": input must be ", input_type == at::kByte ? "uint8" : "float32",
+              ", got ", input.scalar_type());
   TORCH_CHECK(weight.scalar_type() == at::kByte, op, ": weight must be uint8, got ", weight.scalar_type());
   TORCH_CHECK(weight.device() == input.device(), op, ": weight is on ", weight.device(), " but input is on ",
               input.device());
@@ -95,8 +97,10 @@ inline __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
   return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
 
-inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, int32_t* out,
-                     int64_t out_stride, int64_t rows, int64_t cols) {
+// The tile's results go to `out` (row stride out_stride) as int32 sums, or, when `alpha` is
+// given, as float32 alpha[r]·sum + beta[r] (the quantized layer's per-channel affine).
+inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
+                     int64_t out_stride, int64_t rows, int64_t cols, const float* alpha, const float* beta) {
   __m256i acc[MR][NR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -119,24 +123,36 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
   for (int r = 0; r < MR; ++r) {
     if (r >= rows) break;
     const __m128i s = reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
-    int32_t* o = out + r * out_stride;
-    if (cols == NR) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), s);
+    alignas(16) int32_t tmp[NR];
+    if (alpha) {
+      const __m128 f = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_set1_ps(alpha[r]), _mm_set1_ps(beta[r]));
+      float* o = static_cast<float*>(out) + r * out_stride;
+      if (cols == NR) {
+        _mm_storeu_ps(o, f);
+      } else {
+        _mm_store_ps(reinterpret_cast<float*>(tmp), f);
+        std::copy(reinterpret_cast<float*>(tmp), reinterpret_cast<float*>(tmp) + cols, o);
+      }
     } else {
-      alignas(16) int32_t tmp[NR];
-      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), s);
-      std::copy(tmp, tmp + cols, o);
+      int32_t* o = static_cast<int32_t*>(out) + r * out_stride;
+      if (cols == NR) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o), s);
+      } else {
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), s);
+        std::copy(tmp, tmp + cols, o);
+      }
     }
   }
 }
 #else
-inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, int32_t* out,
-                     int64_t out_stride, int64_t rows, int64_t cols) {
+inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
+                     int64_t out_stride, int64_t rows, int64_t cols, const float* alpha, const float* beta) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
       int32_t s = 0;
       for (int64_t k = 0; k < Kp; ++k) s += std::abs(int32_t(x[c * Kp + k]) - int32_t(w[r * Kp + k]));
-      out[r * out_stride + c] = s;
+      if (alpha) static_cast<float*>(out)[r * out_stride + c] = std::fma(float(s), alpha[r], beta[r]);
+      else static_cast<int32_t*>(out)[r * out_stride + c] = s;
     }
 }
 #endif
@@ -144,15 +160,31 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
 // ---------------------------------------------------------------------------
 // Packing
 
-// The input as NHWC with `ph`/`pw` border pixels of value zp: xp[n][Hp][Wp][C]. One pass,
-// parallel over padded rows: channels_last input is copied row by row, NCHW input is
-// transposed row by row (ATen's generic permuted copy of uint8 is several times slower).
-at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp) {
+// Quantization of the fused op's float input, the same arithmetic as
+// addersr_plugin.quant.grid.quantize: clamp(round_half_even(x / scale) + zp, 0, 255).
+struct Quantizer {
+  float scale;
+  float zp;
+  uint8_t operator()(float v) const {
+    const float q = std::nearbyint(v / scale) + zp;
+    return static_cast<uint8_t>(std::min(std::max(q, 0.0f), 255.0f));
+  }
+};
+struct Copy {
+  uint8_t operator()(uint8_t v) const { return v; }
+};
+
+// The input as NHWC uint8 with `ph`/`pw` border pixels of value zp: xp[n][Hp][Wp][C]. One
+// pass, parallel over padded rows: channels_last input is read row by row, NCHW input is
+// transposed row by row (ATen's generic permuted copy of uint8 is several times slower);
+// `conv` turns each value into uint8 (a copy, or the fused op's quantization).
+template <typename T, typename Conv>
+at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp, Conv conv) {
   const int64_t C = g.Cin, H = g.H, W = g.W, Hp = H + 2 * g.ph, Wp = W + 2 * g.pw;
-  auto xp = at::empty({g.N, Hp, Wp, C}, input.options());
+  auto xp = at::empty({g.N, Hp, Wp, C}, input.options().dtype(at::kByte));
   const bool cl = input.is_contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor x = cl ? input : input.contiguous();
-  const uint8_t* src = x.data_ptr<uint8_t>();
+  const T* src = x.data_ptr<T>();
   uint8_t* dst = xp.data_ptr<uint8_t>();
   const uint8_t z = static_cast<uint8_t>(zp);
   at::parallel_for(0, g.N * Hp, 16, [&](int64_t begin, int64_t end) {
@@ -167,11 +199,12 @@ at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp) {
       std::memset(d + (g.pw + W) * C, z, g.pw * C);
       d += g.pw * C;
       if (cl) {
-        std::memcpy(d, src + ((n * H + h) * W) * C, W * C);
+        const T* s = src + ((n * H + h) * W) * C;
+        for (int64_t i = 0; i < W * C; ++i) d[i] = conv(s[i]);
       } else {
-        const uint8_t* s = src + n * C * H * W + h * W;
+        const T* s = src + n * C * H * W + h * W;
         for (int64_t c = 0; c < C; ++c)
-          for (int64_t w = 0; w < W; ++w) d[w * C + c] = s[c * H * W + w];
+          for (int64_t w = 0; w < W; ++w) d[w * C + c] = conv(s[c * H * W + w]);
       }
     }
   });
@@ -216,16 +249,12 @@ void pack_patches(const uint8_t* xp, const Geometry& g, int64_t n, int64_t gi, i
 }
 
 // ---------------------------------------------------------------------------
-// Operator entry point
+// Driver and operator entry points
 
-at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight, int64_t zero_point,
-                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                               int64_t groups) {
-  const Geometry g = make_geometry_u8(input, weight, zero_point, stride, padding, dilation, groups);
-  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().dtype(at::kInt));
-  if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
+// y = Σ|xp − w| per output (int32), or alpha[co]·Σ + beta[co] (float32) when alpha is given.
+void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void* out, size_t out_elem,
+         const float* alpha, const float* beta) {
   const int64_t K = g.K(), Kp = round_up(K, kKAlign), L = g.L(), cg = g.cout_g();
-  const at::Tensor xp = pad_nhwc(input, g, zero_point);
   const at::Tensor w = weight.contiguous();
   std::vector<std::vector<uint8_t>> wpack(g.groups);
   for (int64_t gi = 0; gi < g.groups; ++gi) wpack[gi] = pack_weights(w.data_ptr<uint8_t>() + gi * cg * K, g, Kp);
@@ -233,36 +262,76 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
   const int64_t chunk = std::max<int64_t>(NR, kChunkBytes / Kp / NR * NR);
   const int64_t n_chunks = (L + chunk - 1) / chunk;
   const uint8_t* xd = xp.data_ptr<uint8_t>();
-  int32_t* yd = y.data_ptr<int32_t>();
+  char* yd = static_cast<char*>(out);
   at::parallel_for(0, g.N * g.groups * n_chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> cols(round_up(chunk, NR) * Kp);
     for (int64_t it = begin; it < end; ++it) {
       const int64_t ck = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
       const int64_t p0 = ck * chunk, count = std::min(chunk, L - p0);
       pack_patches(xd, g, n, gi, p0, count, Kp, cols.data());
-      int32_t* ybase = yd + (n * g.Cout + gi * cg) * L + p0;
       // Weight tile outer, pixels inner: the MR weight rows stay in L1 while the chunk's
       // packed patches (≤ kChunkBytes, also L1) stream past them.
       for (int64_t r0 = 0; r0 < cg; r0 += MR) {
+        const int64_t co = gi * cg + r0;
         const uint8_t* wt = wpack[gi].data() + r0 * Kp;
+        char* yrow = yd + ((n * g.Cout + co) * L + p0) * out_elem;
         for (int64_t c0 = 0; c0 < count; c0 += NR) {
-          sad_tile(wt, cols.data() + c0 * Kp, Kp, ybase + r0 * L + c0, L, std::min(MR, cg - r0),
-                   std::min(NR, count - c0));
+          sad_tile(wt, cols.data() + c0 * Kp, Kp, yrow + c0 * out_elem, L, std::min(MR, cg - r0),
+                   std::min(NR, count - c0), alpha ? alpha + co : nullptr, beta ? beta + co : nullptr);
         }
       }
     }
   });
+}
+
+at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight, int64_t zero_point,
+                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                               int64_t groups) {
+  const Geometry g = make_geometry_u8("adder_conv2d_u8", at::kByte, input, weight, zero_point, stride, padding,
+                                      dilation, groups);
+  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().dtype(at::kInt));
+  if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
+  const at::Tensor xp = pad_nhwc<uint8_t>(input, g, zero_point, Copy{});
+  run(xp, weight, g, y.data_ptr<int32_t>(), sizeof(int32_t), nullptr, nullptr);
+  return y;
+}
+
+// The inference layer in one call: quantize the float input onto the grid (scale, zero_point)
+// while padding it, Σ|qx − qw|, and the per-channel affine out_scale·Σ + out_bias in the store.
+at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor& weight, double scale,
+                                      int64_t zero_point, const at::Tensor& out_scale, const at::Tensor& out_bias,
+                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups) {
+  constexpr const char* op = "adder_conv2d_u8_affine";
+  const Geometry g = make_geometry_u8(op, at::kFloat, input, weight, zero_point, stride, padding, dilation, groups);
+  TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", scale);
+  for (const auto* t : {&out_scale, &out_bias}) {
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == g.Cout && t->scalar_type() == at::kFloat && t->device() == input.device(),
+                op, ": out_scale and out_bias must be float32 (", g.Cout, ",) tensors on the input's device, got ",
+                t->scalar_type(), " ", t->sizes());
+  }
+  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options());
+  if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
+  const at::Tensor xp = pad_nhwc<float>(input, g, zero_point, Quantizer{float(scale), float(zero_point)});
+  const at::Tensor a = out_scale.contiguous(), b = out_bias.contiguous();
+  run(xp, weight, g, y.data_ptr<float>(), sizeof(float), a.data_ptr<float>(), b.data_ptr<float>());
   return y;
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(addersr, CPU, m) { m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu); }
+TORCH_LIBRARY_IMPL(addersr, CPU, m) {
+  m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu);
+  m.impl("adder_conv2d_u8_affine", &adder_conv2d_u8_affine_cpu);
+}
 
 }  // namespace addersr
 
 // There is no CUDA kernel; registering the CPU entry point for CUDA makes a CUDA tensor
 // fail with the entry point's clear "only CPU tensors" error instead of a dispatcher error.
 namespace addersr {
-TORCH_LIBRARY_IMPL(addersr, CUDA, m) { m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu); }
+TORCH_LIBRARY_IMPL(addersr, CUDA, m) {
+  m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu);
+  m.impl("adder_conv2d_u8_affine", &adder_conv2d_u8_affine_cpu);
+}
 }  // namespace addersr

@@ -134,6 +134,8 @@ def test_round_trip_on_a_trained_net(trained, tmp_path):
     assert sum(isinstance(m, QuantAdderConv2d) for m in qnet.modules()) == n_units == 5
     assert len(report["folded_norms"]) == n_units
     assert not any(isinstance(m, nn.BatchNorm2d) for m in qnet.modules())
+    from addersr_plugin.nn import PowerActivation
+    assert not any(isinstance(m, PowerActivation) for m in qnet.modules())
     assert set(report["psnr_vs_float"]) == {"minmax", "percentile", "mse"}
     assert report["psnr_vs_float"][report["method"]] == max(report["psnr_vs_float"].values())
     with torch.inference_mode():
@@ -325,3 +327,20 @@ def test_upscale_refuses_int8_on_cuda_and_other_network(int8_file, cli_setup, tm
     other.write_text(yaml.safe_dump({"scale": 2, "network_g": dict(NET_G, num_feat=8)}))
     with pytest.raises(UpscaleError, match=r"was quantized from network_g .* but the option file has"):
         load_generator(str(other), int8_file)
+
+
+@pytest.mark.parametrize("channels", [None, 5])
+def test_inference_power_activation_matches_the_training_module(channels):
+    from addersr_plugin.nn import PowerActivation
+    from addersr_plugin.quant.power import InferencePowerActivation
+
+    g = torch.Generator().manual_seed(0)
+    act = PowerActivation(1.3, channels)
+    if channels:
+        act.log_alpha.data = torch.randn(channels, generator=g) * 0.3
+    y = torch.randn(2, 5, 6, 7, generator=g) * 20
+    y[0, 0, 0, :3] = torch.tensor([0.0, -0.0, 1e-9])
+    fast = InferencePowerActivation(act)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(y), act(y), rtol=1e-6, atol=1e-5)
+    assert set(fast.state_dict()) == set(act.state_dict()) == {"log_alpha"}

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .calibrate import METHODS, CalibrationError, LayerStats, adder_layers, choose_grid, collect
 from .layer import QuantAdderConv2d
+from .power import replace_power_activations
 
 
 def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -21,14 +22,15 @@ def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
 def convert(model: nn.Module, stats: Dict[str, LayerStats], folds: Dict[str, str], method: str,
             percentile: float = 99.99) -> nn.Module:
     """A copy of ``model`` (eval mode) with every AdderConv2d replaced by a QuantAdderConv2d on
-    the grid ``method`` picks from ``stats``, and each BN of ``folds`` folded (replaced by Identity)."""
+    the grid ``method`` picks from ``stats``, each BN of ``folds`` folded (replaced by Identity)
+    and each PowerActivation replaced by its three-pass inference version."""
     q = copy.deepcopy(model).eval()
     for name, layer in adder_layers(q).items():
         norm = q.get_submodule(folds[name]) if name in folds else None
         _set_child(q, name, QuantAdderConv2d.from_float(layer, choose_grid(stats[name], method, percentile), norm))
         if norm is not None:
             _set_child(q, folds[name], nn.Identity())
-    return q
+    return replace_power_activations(q)
 
 
 def skeleton(model: nn.Module, folds: Dict[str, str]) -> nn.Module:
@@ -37,7 +39,7 @@ def skeleton(model: nn.Module, folds: Dict[str, str]) -> nn.Module:
         _set_child(model, name, QuantAdderConv2d.like(layer, name in folds))
         if name in folds:
             _set_child(model, folds[name], nn.Identity())
-    return model.eval()
+    return replace_power_activations(model).eval()
 
 
 def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> float:

@@ -12,6 +12,8 @@ AdderEDSR-fp32, EDSR-fp32 of the same size and EDSR-int8 (``torch.ao`` FX post-t
 quantization) where it works; Y-PSNR (border 2) on the held-out demo photos (scikit-image's
 coffee and chelsea) for the two AdderEDSRs and bicubic.
 
+EDSR's timing uses untrained weights of the same size; pass ``--edsr-opt/--edsr-model`` (the
+trained twin) for its Y-PSNR, fp32 and torch.ao int8.
 Without ``--opt/--model`` a small AdderEDSR (32 features, 4 blocks) is trained here for
 ``--iters`` Adam steps on the demo's training photos (a quick stand-in, not a good model).
 Calibration uses crops of the training photos, never the held-out ones.
@@ -172,64 +174,125 @@ def y_psnr(net, scale: int) -> float:
     return float(np.mean(vals))
 
 
+class _TraceableEDSR(torch.nn.Module):
+    """BasicSR's EDSR forward without its ``self.mean = self.mean.type_as(x)`` attribute write,
+    which FX tracing cannot handle (it leaves the traced module broken)."""
+
+    def __init__(self, edsr):
+        super().__init__()
+        self.conv_first, self.body, self.conv_after_body = edsr.conv_first, edsr.body, edsr.conv_after_body
+        self.upsample, self.conv_last = edsr.upsample, edsr.conv_last
+        self.register_buffer("mean", edsr.mean.clone())
+        self.img_range = edsr.img_range
+
+    def forward(self, x):
+        x = (x - self.mean) * self.img_range
+        x = self.conv_first(x)
+        res = self.conv_after_body(self.body(x)) + x
+        return self.conv_last(self.upsample(res)) / self.img_range + self.mean
+
+
 def edsr_int8(edsr, example):
-    """EDSR quantized by torch.ao FX post-training quantization (x86 engine), or None."""
+    """A copy of EDSR quantized by torch.ao FX post-training quantization (x86 engine), or None."""
+    import copy
+
     try:
         from torch.ao.quantization import get_default_qconfig_mapping
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
         engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
         torch.backends.quantized.engine = engine
-        prepared = prepare_fx(edsr.eval(), get_default_qconfig_mapping(engine), (example,))
+        model = _TraceableEDSR(copy.deepcopy(edsr)).eval()
+        prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (example,))
         with torch.inference_mode():
             for x in calibration_crops(4, 64):
                 prepared(x)
         q = convert_fx(prepared)
-        q(example)
+        with torch.inference_mode():
+            q(example)
         return q
     except Exception as exc:  # pragma: no cover - depends on the torch build
         print(f"torch.ao EDSR-int8 unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
 
 
-def end_to_end(args) -> dict:
-    from basicsr.archs.edsr_arch import EDSR
-
+def load_or_train(args):
+    """The float AdderEDSR to measure: --opt/--model, else the quick model (cached in --cache)."""
     if args.opt and args.model:
         from addersr_plugin.cli.preflight import load_options
         from addersr_plugin.upscale import load_generator
 
         net, scale, _ = load_generator(args.opt, args.model, None, "cpu")
-        net_g = dict(load_options(args.opt)["network_g"])
-        source = f"{args.model} ({args.opt})"
-    else:
-        t0 = time.perf_counter()
-        net, net_g = train_quick(args.num_feat, args.num_block, args.iters)
-        scale = SCALE
-        source = (f"AdderEDSR {args.num_feat} feats / {args.num_block} blocks, trained here for {args.iters} Adam "
-                  f"steps ({time.perf_counter() - t0:.0f} s) on the demo training photos")
-    qnet, report = quantize_model(net, calibration_crops(), args.method)
-    feat, blocks = net_g.get("num_feat", 64), net_g.get("num_block", 16)
-    edsr = EDSR(3, 3, num_feat=feat, num_block=blocks, upscale=scale).eval()
+        return net, dict(load_options(args.opt)["network_g"]), scale, f"{args.model} ({args.opt})"
+    from addersr_plugin.archs import AdderEDSR
+
+    desc = (f"AdderEDSR {args.num_feat} feats / {args.num_block} blocks trained here for {args.iters} Adam steps "
+            "on the demo training photos")
+    if args.cache and os.path.isfile(args.cache):
+        saved = torch.load(args.cache, weights_only=True)
+        if saved.get("key") == [args.num_feat, args.num_block, args.iters]:
+            net = AdderEDSR(3, 3, num_feat=args.num_feat, num_block=args.num_block, upscale=SCALE)
+            net.load_state_dict(saved["params"])
+            return net.eval(), saved["network_g"], SCALE, desc + f" (cached in {args.cache})"
+    net, net_g = train_quick(args.num_feat, args.num_block, args.iters)
+    if args.cache:
+        torch.save({"key": [args.num_feat, args.num_block, args.iters], "params": net.state_dict(),
+                    "network_g": net_g}, args.cache)
+    return net, net_g, SCALE, desc
+
+
+def time_models(adder_net, net_g, scale, repeat, with_ao=True) -> dict:
+    """Seconds per 1280x720 output for AdderEDSR int8/fp32, EDSR fp32 (and int8 by torch.ao) of
+    the same size, interleaved rounds, best round's median."""
+    from basicsr.archs.edsr_arch import EDSR
+
+    qnet, _ = quantize_model(adder_net, calibration_crops(), "minmax")  # the method does not change the time
+    edsr = EDSR(3, 3, num_feat=net_g.get("num_feat", 64), num_block=net_g.get("num_block", 16),
+                upscale=scale).eval()
     lr = torch.rand(1, 3, 720 // scale, 1280 // scale)
-    models = {"AdderEDSR-int8 (ours)": qnet, "AdderEDSR-fp32": net, "EDSR-fp32": edsr}
-    eq = edsr_int8(edsr, lr)
+    models = {"AdderEDSR-int8 (ours)": qnet, "AdderEDSR-fp32": adder_net, "EDSR-fp32": edsr}
+    eq = edsr_int8(edsr, lr) if with_ao else None
     if eq is not None:
         models["EDSR-int8 (torch.ao FX)"] = eq
     times = {}
-    for _ in range(2):  # interleaved rounds
+    for _ in range(2):
         for name, m in models.items():
-            t = bench(lambda m=m: m(lr), args.e2e_repeat)
+            t = bench(lambda m=m: m(lr), repeat)
             times[name] = min(times.get(name, t), t)
+    base = times["EDSR-fp32"]
+    return {name: {"seconds": t, "vs_edsr_fp32": t / base, "speedup_vs_edsr_fp32": base / t}
+            for name, t in times.items()}
+
+
+def end_to_end(args) -> dict:
+    t0 = time.perf_counter()
+    net, net_g, scale, source = load_or_train(args)
+    prep_s = time.perf_counter() - t0
+    qnet, report = quantize_model(net, calibration_crops(), args.method)
     psnr = {"AdderEDSR-int8 (ours)": y_psnr(qnet, scale), "AdderEDSR-fp32": y_psnr(net, scale),
             "bicubic": y_psnr(None, scale)}
-    base = times["EDSR-fp32"]
-    rows = {name: {"seconds": t, "vs_edsr_fp32": t / base, "speedup_vs_edsr_fp32": base / t,
-                   "y_psnr": psnr.get(name)} for name, t in times.items()}
+    if args.edsr_opt:
+        from addersr_plugin.upscale import load_generator
+
+        edsr, _, _ = load_generator(args.edsr_opt, args.edsr_model, None, "cpu")
+        psnr["EDSR-fp32"] = y_psnr(edsr, scale)
+        eq = edsr_int8(edsr, calibration_crops(1, 64)[0])
+        if eq is not None:
+            psnr["EDSR-int8 (torch.ao FX)"] = y_psnr(eq, scale)
+    rows = time_models(net, net_g, scale, args.e2e_repeat)
+    for name, r in rows.items():
+        r["y_psnr"] = psnr.get(name)
     rows["bicubic"] = {"y_psnr": psnr["bicubic"]}
-    return {"source": source, "network_g": net_g, "scale": scale, "calibration": report["method"],
-            "psnr_vs_float_calib": report["psnr_vs_float"], "rows": rows,
-            "y_psnr_loss_int8_db": psnr["AdderEDSR-fp32"] - psnr["AdderEDSR-int8 (ours)"]}
+    out = {"source": source, "prepare_seconds": prep_s, "network_g": net_g, "scale": scale,
+           "calibration": report["method"], "psnr_vs_float_calib": report["psnr_vs_float"], "rows": rows,
+           "y_psnr_loss_int8_db": psnr["AdderEDSR-fp32"] - psnr["AdderEDSR-int8 (ours)"]}
+    if args.baseline_size and (net_g.get("num_feat"), net_g.get("num_block")) != (64, 16):
+        from addersr_plugin.archs import AdderEDSR
+
+        big = AdderEDSR(3, 3, num_feat=64, num_block=16, upscale=scale).eval()
+        big_g = dict(type="AdderEDSR", num_feat=64, num_block=16, upscale=scale)
+        out["baseline_size_rows"] = time_models(big, big_g, scale, args.e2e_repeat)
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -257,6 +320,12 @@ def markdown(result: dict) -> str:
             lines.append(f"| {name} | {t} | {sp} | {ps} |")
         lines += ["", f"Y-PSNR loss of int8 vs fp32 AdderEDSR: {e['y_psnr_loss_int8_db']:.3f} dB "
                       f"(held-out photos: {', '.join(VAL_PHOTOS)})."]
+        if "baseline_size_rows" in e:
+            lines += ["", "Same timing at EDSR-baseline size (64 feats, 16 blocks; untrained weights, calibrated "
+                          "on the training photos: the speed does not depend on the weights):", "",
+                      "| model (64/16) | s / image | speed-up vs EDSR-fp32 |", "|---|---:|---:|"]
+            for name, r in e["baseline_size_rows"].items():
+                lines.append(f"| {name} | {r['seconds']:.2f} | {r['speedup_vs_edsr_fp32']:.2f}× |")
     return "\n".join(lines)
 
 
@@ -264,12 +333,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--opt", help="option file of a trained AdderEDSR (with --model)")
     p.add_argument("--model", help="trained float checkpoint (with --opt)")
+    p.add_argument("--edsr-opt", help="option file of the trained EDSR twin, for its Y-PSNR (with --edsr-model)")
+    p.add_argument("--edsr-model", help="trained EDSR checkpoint (with --edsr-opt)")
     p.add_argument("--method", default="auto", help="calibration method (default auto)")
     p.add_argument("--num-feat", type=int, default=32)
     p.add_argument("--num-block", type=int, default=4)
     p.add_argument("--iters", type=int, default=300, help="training steps of the quick model (default 300)")
     p.add_argument("--repeat", type=int, default=5, help="timed calls per layer case per round")
     p.add_argument("--e2e-repeat", type=int, default=3, help="timed calls per model per round")
+    p.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "addersr_bench_int8_model.pth"),
+                   help="where the quick model is kept between runs ('' to retrain)")
+    p.add_argument("--no-baseline-size", dest="baseline_size", action="store_false",
+                   help="skip the 64-feature/16-block timing")
     p.add_argument("--skip-layer", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -277,6 +352,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if bool(args.opt) != bool(args.model):
         p.error("--opt and --model go together")
+    if bool(args.edsr_opt) != bool(args.edsr_model):
+        p.error("--edsr-opt and --edsr-model go together")
     if args.threads:
         torch.set_num_threads(args.threads)
     result = {"env": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),

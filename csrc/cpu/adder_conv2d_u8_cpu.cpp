@@ -38,7 +38,7 @@ namespace addersr {
 namespace {
 
 constexpr int64_t kKAlign = 32;        // bytes per SAD step
-constexpr int64_t MR = 3;              // output channels per micro-tile
+constexpr int64_t MR = 2;              // output channels per micro-tile
 constexpr int64_t NR = 4;              // output pixels per micro-tile
 constexpr int64_t kChunkBytes = 16384; // packed patches per work item: stays in L1 with the weight tile
 

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX2__)
@@ -162,6 +163,8 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
 
 // Quantization of the fused op's float input, the same arithmetic as
 // addersr_plugin.quant.grid.quantize: clamp(round_half_even(x / scale) + zp, 0, 255).
+// `run` converts a contiguous run (8 lanes at a time with AVX2: the same IEEE division,
+// rounding, addition and clamp as the scalar path, so the results are identical).
 struct Quantizer {
   float scale;
   float zp;
@@ -169,9 +172,26 @@ struct Quantizer {
     const float q = std::nearbyint(v / scale) + zp;
     return static_cast<uint8_t>(std::min(std::max(q, 0.0f), 255.0f));
   }
+  void run(const float* __restrict s, uint8_t* __restrict d, int64_t n) const {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    const __m256 vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zp);
+    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+    for (; i + 8 <= n; i += 8) {
+      __m256 q = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(s + i), vs),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, vz), lo), hi);
+      const __m256i qi = _mm256_cvtps_epi32(q);  // whole numbers in [0, 255]: exact
+      const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(d + i), _mm_packus_epi16(w16, w16));
+    }
+#endif
+    for (; i < n; ++i) d[i] = (*this)(s[i]);
+  }
 };
 struct Copy {
   uint8_t operator()(uint8_t v) const { return v; }
+  void run(const uint8_t* s, uint8_t* d, int64_t n) const { std::memcpy(d, s, n); }
 };
 
 // The input as NHWC uint8 with `ph`/`pw` border pixels of value zp: xp[n][Hp][Wp][C]. One
@@ -188,6 +208,7 @@ at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp, Conv
   uint8_t* dst = xp.data_ptr<uint8_t>();
   const uint8_t z = static_cast<uint8_t>(zp);
   at::parallel_for(0, g.N * Hp, 16, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> rowbuf(std::is_same_v<T, uint8_t> || cl ? 0 : C * W);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / Hp, h = row % Hp - g.ph;
       uint8_t* d = dst + row * Wp * C;
@@ -199,12 +220,17 @@ at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp, Conv
       std::memset(d + (g.pw + W) * C, z, g.pw * C);
       d += g.pw * C;
       if (cl) {
-        const T* s = src + ((n * H + h) * W) * C;
-        for (int64_t i = 0; i < W * C; ++i) d[i] = conv(s[i]);
-      } else {
+        conv.run(src + ((n * H + h) * W) * C, d, W * C);
+      } else if constexpr (std::is_same_v<T, uint8_t>) {
         const T* s = src + n * C * H * W + h * W;
         for (int64_t c = 0; c < C; ++c)
-          for (int64_t w = 0; w < W; ++w) d[w * C + c] = conv(s[c * H * W + w]);
+          for (int64_t w = 0; w < W; ++w) d[w * C + c] = s[c * H * W + w];
+      } else {
+        // Quantize each channel's row contiguously (vectorised), then transpose the bytes.
+        const T* s = src + n * C * H * W + h * W;
+        for (int64_t c = 0; c < C; ++c) conv.run(s + c * H * W, rowbuf.data() + c * W, W);
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t w = 0; w < W; ++w) d[w * C + c] = rowbuf[c * W + w];
       }
     }
   });

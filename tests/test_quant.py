@@ -136,6 +136,13 @@ def test_round_trip_on_a_trained_net(trained, tmp_path):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in qnet.modules())
     from addersr_plugin.nn import PowerActivation
     assert not any(isinstance(m, PowerActivation) for m in qnet.modules())
+    # Every unit runs its in-place inference version (verified against the generic block).
+    from addersr_plugin.quant.block import InferenceShortcutBlock
+    assert len(report["inplace_blocks"]) == n_units
+    assert sum(isinstance(m, InferenceShortcutBlock) for m in qnet.modules()) == n_units
+    generic = convert(trained, *collect(trained, calib), report["method"])
+    with torch.inference_mode():
+        assert torch.equal(generic(held_lr), qnet(held_lr))
     assert set(report["psnr_vs_float"]) == {"minmax", "percentile", "mse"}
     assert report["psnr_vs_float"][report["method"]] == max(report["psnr_vs_float"].values())
     with torch.inference_mode():
@@ -146,6 +153,7 @@ def test_round_trip_on_a_trained_net(trained, tmp_path):
     save_int8(qnet, path, NET_G, 2, report)
     loaded, scale, rep = load_int8(path)
     assert scale == 2 and rep["method"] == report["method"]
+    assert sum(isinstance(m, InferenceShortcutBlock) for m in loaded.modules()) == n_units
     with torch.inference_mode():
         assert torch.equal(loaded(held_lr), out)
 
@@ -344,3 +352,22 @@ def test_inference_power_activation_matches_the_training_module(channels):
     with torch.no_grad():
         torch.testing.assert_close(fast(y), act(y), rtol=1e-6, atol=1e-5)
     assert set(fast.state_dict()) == set(act.state_dict()) == {"log_alpha"}
+
+
+def test_inplace_blocks_only_where_verified(monkeypatch):
+    """Subclasses of ShortcutAdderBlock are left alone, and a block whose in-place version would
+    differ on the calibration inputs is kept generic."""
+    from addersr_plugin.quant import block as block_mod
+
+    class Doubled(ShortcutAdderBlock):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), ShortcutAdderBlock(8, act=None, eta=None),
+                        Doubled(8, eta=None)).eval()
+    x = torch.rand(1, 3, 12, 12)
+    _, report = quantize_model(net, [x], "minmax")
+    assert report["inplace_blocks"] == ["1"]
+    monkeypatch.setattr(block_mod.InferenceShortcutBlock, "forward", lambda self, x: x * 0)
+    q, report = quantize_model(net, [x], "minmax")
+    assert report["inplace_blocks"] == [] and type(q[1]) is ShortcutAdderBlock

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from .calibrate import adder_layers
-from .convert import skeleton
+from .block import InferenceShortcutBlock, replaceable
+from .convert import _set_child, skeleton
 from .layer import QuantAdderConv2d
 
 FORMAT = "addersr-int8"
@@ -95,6 +96,15 @@ def build_int8(ckpt: Dict[str, Any], path: str = "<checkpoint>") -> Tuple[nn.Mod
         net.load_state_dict(ckpt["params"], strict=True)
     except RuntimeError as exc:
         raise QuantCheckpointError(f"{path}: params do not fit network_g: {exc}") from exc
+    # Blocks that `quantize_model` verified and made in-place (same function, faster).
+    report = ckpt.get("report") if isinstance(ckpt.get("report"), dict) else {}
+    for name in report.get("inplace_blocks", []):
+        try:
+            block = net.get_submodule(name)
+        except AttributeError:
+            continue
+        if replaceable(block):
+            _set_child(net, name, InferenceShortcutBlock(block))
     return net, int(ckpt["scale"])
 
 

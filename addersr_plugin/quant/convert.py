@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .calibrate import METHODS, CalibrationError, LayerStats, adder_layers, choose_grid, collect
+from .block import InferenceShortcutBlock, replaceable
 from .layer import QuantAdderConv2d
 from .power import replace_power_activations
 
@@ -31,6 +32,32 @@ def convert(model: nn.Module, stats: Dict[str, LayerStats], folds: Dict[str, str
         if norm is not None:
             _set_child(q, folds[name], nn.Identity())
     return replace_power_activations(q)
+
+
+@torch.inference_mode()
+def fuse_blocks(q: nn.Module, batches: Sequence[Tensor]) -> List[str]:
+    """Replace each replaceable ShortcutAdderBlock of ``q`` by its in-place inference version,
+    keeping a replacement only if it reproduces the block's output on the inputs the block sees
+    for ``batches`` (to float32 rounding). Returns the names of the blocks replaced."""
+    names = [name for name, m in q.named_modules() if replaceable(m)]
+    inputs: Dict[str, List[Tensor]] = {name: [] for name in names}
+    handles = [q.get_submodule(n).register_forward_pre_hook(lambda _m, a, n=n: inputs[n].append(a[0].clone()))
+               for n in names]
+    try:
+        for x in batches[:2]:
+            q(x)
+    finally:
+        for h in handles:
+            h.remove()
+    fused = []
+    for name in names:
+        block = q.get_submodule(name)
+        fast = InferenceShortcutBlock(block)
+        if inputs[name] and all(torch.allclose(fast(x.clone()), block(x), rtol=1e-5, atol=1e-5 * float(x.abs().max()))
+                                for x in inputs[name]):
+            _set_child(q, name, fast)
+            fused.append(name)
+    return fused
 
 
 def skeleton(model: nn.Module, folds: Dict[str, str]) -> nn.Module:
@@ -78,9 +105,11 @@ def quantize_model(model: nn.Module, calib: Sequence[Tensor], method: str = "aut
     best: Optional[nn.Module] = None
     for m in (METHODS if method == "auto" else (method,)):
         q = convert(model, stats, folds, m, percentile)
+        fused = fuse_blocks(q, calib)
         scores[m] = fidelity(q, refs, calib)
         if best is None or scores[m] > scores[chosen]:
-            best, chosen = q, m
+            best, chosen, best_fused = q, m, fused
     report = {"method": chosen, "psnr_vs_float": scores, "percentile": percentile, "folded_norms": dict(folds),
+              "inplace_blocks": best_fused,
               "layers": sorted(stats), "calibration_batches": len(calib)}
     return best, report

@@ -39,6 +39,8 @@ namespace addersr {
 namespace {
 
 constexpr int64_t kKAlign = 32;        // bytes per SAD step
+// 2 × 4 tile: 8 accumulators + 2 weight rows + the input row + the SAD result = 12 of the 16
+// AVX2 registers. A 3 × 4 tile needs 17 and GCC spilled accumulators on every K step.
 constexpr int64_t MR = 2;              // output channels per micro-tile
 constexpr int64_t NR = 4;              // output pixels per micro-tile
 constexpr int64_t kChunkBytes = 16384; // packed patches per work item: stays in L1 with the weight tile

@@ -255,6 +255,8 @@ BAD = [
      r"stride must be an int or a pair of ints"),
     ("padding-float", lambda: _args(padding=0.5), TypeError, r"padding must be an int or a pair of ints"),
     ("kernel-empty", lambda: _args(weight=_u8(6, 4, 0, 3)), ValueError, r"kernel size must be positive, got \(0, 3\)"),
+    ("zero-channels", lambda: _args(input=_u8(2, 0, 8, 8), weight=_u8(6, 0, 3, 3)), ValueError,
+     r"input has zero channels \(Cin == 0\); an adder convolution needs at least one input channel"),
     ("output-empty", lambda: _args(input=_u8(2, 4, 2, 8)), ValueError, r"output size would be 0x6 .* must be positive"),
     ("too-many-taps", lambda: _args(input=_u8(1, 1 << 21, 2, 3), weight=_u8(1, 1 << 21, 2, 3)), ValueError,
      r"12582912 taps per output would overflow the int32 sum \(at most 8388608\)"),
@@ -276,6 +278,10 @@ DIRECT_BAD = [
     ("channels", lambda a: a.update(weight=_u8(6, 3, 3, 3)), r"input has 4 channels but weight expects 3"),
     ("stride", lambda a: a.update(stride=[0, 1]), r"stride must be positive"),
     ("output", lambda a: a.update(input=_u8(2, 4, 2, 2)), r"output size would be non-positive"),
+    ("zero-channels", lambda a: a.update(input=_u8(2, 0, 8, 8), weight=_u8(6, 0, 3, 3)),
+     r"input has zero channels \(Cin == 0\)"),
+    ("padding", lambda a: a.update(padding=[0, -2]), r"padding must be non-negative, got \(0, -2\)"),
+    ("input-3d", lambda a: a.update(input=_u8(4, 8, 8)), r"input must be 4-D \(N, C, H, W\), got \(4, 8, 8\)"),
 ]
 
 

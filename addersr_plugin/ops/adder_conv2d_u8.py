@@ -77,6 +77,9 @@ def check_args_u8(input: Tensor, weight: Tensor, zero_point: int, stride, paddin
     if cin != weight.shape[1] * groups:
         raise ValueError(f"{_op}: input has {cin} channels but weight expects {weight.shape[1]} per group "
                          f"× groups={groups} = {weight.shape[1] * groups}")
+    if cin == 0:
+        raise ValueError(f"{_op}: input has zero channels (Cin == 0); an adder convolution needs at least one "
+                         "input channel")
     if min(weight.shape[2:]) <= 0:
         raise ValueError(f"{_op}: kernel size must be positive, got {tuple(weight.shape[2:])}")
     if weight[0].numel() > MAX_TAPS:
@@ -122,6 +125,7 @@ def _adder_conv2d_u8_fake(input, weight, zero_point, stride, padding, dilation, 
     torch._check(input.dim() == 4 and weight.dim() == 4, lambda: f"{_OP}: input and weight must be 4-D")
     torch._check(input.dtype == torch.uint8 and weight.dtype == torch.uint8,
                  lambda: f"{_OP}: input and weight must be uint8")
+    torch._check(input.shape[1] != 0, lambda: "adder_conv2d_u8: input has zero channels (Cin == 0)")
     ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
     return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.int32)
 
@@ -176,5 +180,6 @@ def adder_conv2d_u8_affine_reference(input: Tensor, weight: Tensor, scale: float
 def _adder_conv2d_u8_affine_fake(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
                                  groups):
     torch._check(input.dim() == 4 and weight.dim() == 4, lambda: f"{_AFFINE}: input and weight must be 4-D")
+    torch._check(input.shape[1] != 0, lambda: "adder_conv2d_u8: input has zero channels (Cin == 0)")
     ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
     return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.float32)

@@ -68,6 +68,12 @@ def load_generator(opt_path: str, model_path: str, param_key: str | None = None,
         raise UpscaleError(f"cannot load {model_path}: {exc}") from exc
     if not isinstance(ckpt, dict):
         raise UpscaleError(f"{model_path} is not a BasicSR checkpoint (a dict of state dicts)")
+    if ckpt.get("format") == "addersr-int8":  # made by `addersr quantize` (docs/int8.md)
+        from .quant.checkpoint import int8_generator
+        try:
+            return int8_generator(ckpt, net_opt, model_path, device)
+        except ValueError as exc:
+            raise UpscaleError(str(exc)) from exc
     if param_key is None:
         param_key = "params_ema" if "params_ema" in ckpt else "params"
     if param_key not in ckpt:

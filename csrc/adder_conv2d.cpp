@@ -31,4 +31,15 @@ TORCH_LIBRARY(addersr, m) {
   m.def(
       "adder_conv2d_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode) -> Tensor");
+  // Integer inference (issue 9): uint8 input and weight on one grid, padded with
+  // zero_point; returns the int32 sums Σ|qx − qw|. CPU only (csrc/cpu/adder_conv2d_u8_cpu.cpp).
+  m.def(
+      "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups) -> Tensor");
+  // The same on a float32 input quantized on the fly (q = clamp(round(x / scale) + zero_point)),
+  // returning float32 out_scale[c]·Σ + out_bias[c]: one quantized inference layer in one call.
+  m.def(
+      "adder_conv2d_u8_affine(Tensor input, Tensor weight, float scale, int zero_point, "
+      "Tensor out_scale, Tensor out_bias, int[2] stride, int[2] padding, int[2] dilation, "
+      "int groups) -> Tensor");
 }

@@ -7,8 +7,9 @@
     addersr upscale --opt OPT --model PTH --input IMG_OR_DIR --output DIR [--tile N]
     addersr demo [...]
     addersr energy ...
+    addersr quantize -opt OPT --model PTH --calib DIR --out INT8.pth
 
-``upscale``, ``demo`` and ``energy`` own their argument parsers; they are imported only
+``upscale``, ``demo``, ``energy`` and ``quantize`` own their argument parsers; they are imported only
 when used.
 """
 
@@ -25,6 +26,7 @@ _DELEGATED = {
     "upscale": ("addersr_plugin.upscale", "upscale images with a trained net_g_*.pth"),
     "demo": ("addersr_plugin.demo", "build the photo demo set, train AdderEDSR and EDSR x2 on CPU, compare"),
     "energy": ("addersr_plugin.energy", "count multiplications/additions and energy of a model"),
+    "quantize": ("addersr_plugin.quant.cli", "8-bit integer adder layers for a trained model (CPU, docs/int8.md)"),
 }
 
 
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="AdderSR tools. Training and testing go through `basicsr train|test -opt FILE`.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{data,upscale,demo,energy}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{data,upscale,demo,energy,quantize}", required=True)
     _data_parser(sub)
     for name, (_module, help_text) in _DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from . import reference
+from . import reference, reference_u8
 from ._schema import LIBRARY, SCHEMAS
 
 _LOADED = False
@@ -70,12 +70,13 @@ def _register_fallbacks() -> None:
         "adder_conv2d": lambda x, w, b, s, p, d, g, _wg, _ig: reference.reference_forward(x, w, b, s, p, d, g),
         "adder_conv2d_grad_input": reference.reference_grad_input,
         "adder_conv2d_grad_weight": reference.reference_grad_weight,
+        "adder_conv2d_u8": reference_u8.fallback_forward_u8,
+        "adder_conv2d_u8_affine": reference_u8.fallback_forward_u8_affine,
     }
-    if _LOADED:
-        lib = torch.library.Library(LIBRARY, "IMPL")
-    else:
-        lib = torch.library.Library(LIBRARY, "DEF")
-        for schema in SCHEMAS.values():
+    # Define what the extension did not (all of it when missing; newer ops when it is stale).
+    lib = torch.library.Library(LIBRARY, "FRAGMENT")
+    for name, schema in SCHEMAS.items():
+        if not hasattr(getattr(torch.ops, LIBRARY), name):
             lib.define(schema)
     for key in ("CPU", "CUDA"):
         missing = [name for name in SCHEMAS if not _has_kernel(name, key)]

@@ -21,6 +21,15 @@ SCHEMAS = {
         "adder_conv2d_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
         "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode) -> Tensor"
     ),
+    "adder_conv2d_u8": (
+        "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, int[2] stride, "
+        "int[2] padding, int[2] dilation, int groups) -> Tensor"
+    ),
+    "adder_conv2d_u8_affine": (
+        "adder_conv2d_u8_affine(Tensor input, Tensor weight, float scale, int zero_point, "
+        "Tensor out_scale, Tensor out_bias, int[2] stride, int[2] padding, int[2] dilation, "
+        "int groups) -> Tensor"
+    ),
 }
 
 WEIGHT_GRAD_MODES = ("full", "sign")

@@ -1,0 +1,185 @@
+"""``adder_conv2d_u8``: the typed, checked entry point of ``addersr::adder_conv2d_u8``.
+
+The integer adder convolution for inference (issue 9, ``../shared/ADDERSR.md`` §7)::
+
+    Y[n, co, p] = Σ_{ci,i,j} | X[n, ci, p+(i,j)] − W[co, ci, i, j] |        int32, ≥ 0
+
+``X`` and ``W`` are uint8 on **one** grid (scale ``s``, zero point ``z``: ``q = round(v/s) + z``),
+so ``|x − w| ≈ s·|qx − qw|`` and the zero point cancels. Padded taps take the value ``z``
+(a real 0), not 0. The caller turns the sum into features (``−s·Y`` plus biases, BN);
+:mod:`addersr_plugin.quant` does this for trained networks.
+
+The CPU kernel (``csrc/cpu/adder_conv2d_u8_cpu.cpp``) uses AVX2's ``vpsadbw``. There is no
+CUDA kernel: CUDA tensors raise. Without the compiled kernel (not built, or a CPU without
+AVX2) the exact int64 reference runs, after one warning. Not differentiable (integers).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from . import _extension  # noqa: F401  (defines or loads the operators)
+from .adder_conv2d import to_pair
+from .reference import output_size
+from .reference_u8 import quantize_u8, reference_forward_u8, reference_forward_u8_affine
+
+IntPair = Union[int, Sequence[int]]
+_ops = torch.ops.addersr
+_OP = "adder_conv2d_u8"
+_AFFINE = "adder_conv2d_u8_affine"
+MAX_TAPS = 1 << 23  # 255 · taps must fit the int32 sum
+
+
+def check_args_u8(input: Tensor, weight: Tensor, zero_point: int, stride, padding, dilation,
+                  groups: int, _op: str = _OP) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
+    """Validate the arguments; returns (stride, padding, dilation) as pairs.
+
+    ``TypeError`` for wrong types and dtypes, ``ValueError`` for wrong shapes, values and
+    devices; every message starts with the op's name and names the argument.
+    """
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError(f"{_op}: input and weight must be tensors")
+    stride, padding, dilation = (to_pair("stride", stride, _op), to_pair("padding", padding, _op),
+                                 to_pair("dilation", dilation, _op))
+    if _op == _OP and input.dtype != torch.uint8:
+        raise TypeError(f"{_op}: input must be a uint8 tensor (quantized values), got dtype {input.dtype}")
+    if _op == _AFFINE and input.dtype != torch.float32:
+        raise TypeError(f"{_op}: input must be a float32 tensor, got dtype {input.dtype}")
+    if weight.dtype != torch.uint8:
+        raise TypeError(f"{_op}: weight must be a uint8 tensor (quantized values), got dtype {weight.dtype}")
+    if input.device.type not in ("cpu", "meta"):
+        raise ValueError(f"{_op}: only CPU tensors are supported (there is no CUDA kernel), "
+                         f"got input on {input.device}")
+    if weight.device != input.device:
+        raise ValueError(f"{_op}: weight is on {weight.device} but input is on {input.device}")
+    if isinstance(zero_point, bool) or not isinstance(zero_point, int):
+        raise TypeError(f"{_op}: zero_point must be an int, got {zero_point!r}")
+    if not 0 <= zero_point <= 255:
+        raise ValueError(f"{_op}: zero_point must be in [0, 255], got {zero_point}")
+    if input.dim() != 4:
+        raise ValueError(f"{_op}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
+    if weight.dim() != 4:
+        raise ValueError(f"{_op}: weight must be 4-D (Cout, Cin/groups, kh, kw), got shape {tuple(weight.shape)}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+        raise ValueError(f"{_op}: groups must be a positive int, got {groups!r}")
+    if min(stride) <= 0:
+        raise ValueError(f"{_op}: stride must be positive, got {stride}")
+    if min(dilation) <= 0:
+        raise ValueError(f"{_op}: dilation must be positive, got {dilation}")
+    if min(padding) < 0:
+        raise ValueError(f"{_op}: padding must be non-negative, got {padding}")
+    cin, cout = input.shape[1], weight.shape[0]
+    if cout % groups != 0:
+        raise ValueError(f"{_op}: out channels {cout} are not divisible by groups={groups}")
+    if cin != weight.shape[1] * groups:
+        raise ValueError(f"{_op}: input has {cin} channels but weight expects {weight.shape[1]} per group "
+                         f"× groups={groups} = {weight.shape[1] * groups}")
+    if cin == 0:
+        raise ValueError(f"{_op}: input has zero channels (Cin == 0); an adder convolution needs at least one "
+                         "input channel")
+    if min(weight.shape[2:]) <= 0:
+        raise ValueError(f"{_op}: kernel size must be positive, got {tuple(weight.shape[2:])}")
+    if weight[0].numel() > MAX_TAPS:
+        raise ValueError(f"{_op}: {weight[0].numel()} taps per output would overflow the int32 sum "
+                         f"(at most {MAX_TAPS})")
+    ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(
+            f"{_op}: output size would be {ho}x{wo} (input {tuple(input.shape[2:])}, kernel "
+            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}, dilation {dilation}); "
+            "it must be positive")
+    return stride, padding, dilation
+
+
+def adder_conv2d_u8(input: Tensor, weight: Tensor, zero_point: int, stride: IntPair = 1, padding: IntPair = 0,
+                    dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """Integer adder convolution ``Σ|qx − qw|`` with ``F.conv2d``'s geometry.
+
+    Args:
+        input: (N, Cin, H, W) uint8, any memory layout (channels_last is read directly).
+        weight: (Cout, Cin/groups, kh, kw) uint8 on the same grid as ``input``.
+        zero_point: the grid value of a real 0 (0–255); padded taps hold it.
+        stride, padding, dilation: int or (h, w) pair.
+        groups: channel groups; Cin and Cout divisible by it.
+
+    Returns:
+        (N, Cout, Ho, Wo) contiguous int32 tensor, bit-exact with
+        :func:`adder_conv2d_u8_reference`.
+    """
+    stride, padding, dilation = check_args_u8(input, weight, zero_point, stride, padding, dilation, groups)
+    return _ops.adder_conv2d_u8(input, weight, zero_point, stride, padding, dilation, groups)
+
+
+def adder_conv2d_u8_reference(input: Tensor, weight: Tensor, zero_point: int, stride: IntPair = 1,
+                              padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """The exact int64 pure-PyTorch reference of :func:`adder_conv2d_u8`: same arguments, same results."""
+    stride, padding, dilation = check_args_u8(input, weight, zero_point, stride, padding, dilation, groups)
+    return reference_forward_u8(input, weight, zero_point, stride, padding, dilation, groups)
+
+
+@torch.library.register_fake("addersr::adder_conv2d_u8")
+def _adder_conv2d_u8_fake(input, weight, zero_point, stride, padding, dilation, groups):
+    torch._check(input.dim() == 4 and weight.dim() == 4, lambda: f"{_OP}: input and weight must be 4-D")
+    torch._check(input.dtype == torch.uint8 and weight.dtype == torch.uint8,
+                 lambda: f"{_OP}: input and weight must be uint8")
+    torch._check(input.shape[1] != 0, lambda: "adder_conv2d_u8: input has zero channels (Cin == 0)")
+    ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+    return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.int32)
+
+
+# --------------------------------------------------------------------------- fused inference op
+
+def check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation, groups):
+    stride, padding, dilation = check_args_u8(input, weight, zero_point, stride, padding, dilation, groups, _AFFINE)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < scale < float("inf")):
+        raise ValueError(f"{_AFFINE}: scale must be a positive finite number, got {scale!r}")
+    cout = weight.shape[0]
+    for name, t in (("out_scale", out_scale), ("out_bias", out_bias)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{_AFFINE}: {name} must be a tensor, got {type(t).__name__}")
+        if t.dtype != torch.float32:
+            raise TypeError(f"{_AFFINE}: {name} must be float32, got dtype {t.dtype}")
+        if t.shape != (cout,):
+            raise ValueError(f"{_AFFINE}: {name} must have shape ({cout},), got {tuple(t.shape)}")
+        if t.device != input.device:
+            raise ValueError(f"{_AFFINE}: {name} is on {t.device} but input is on {input.device}")
+    return stride, padding, dilation
+
+
+def adder_conv2d_u8_affine(input: Tensor, weight: Tensor, scale: float, zero_point: int, out_scale: Tensor,
+                           out_bias: Tensor, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
+                           groups: int = 1) -> Tensor:
+    """One quantized inference layer in one call (CPU): ``out_scale[c]·Σ|q(x) − w| + out_bias[c]``.
+
+    ``q(x) = clamp(round(x / scale) + zero_point, 0, 255)`` (round half to even, float32
+    arithmetic, :func:`quantize_u8`) is applied while the input is padded, and the affine while
+    the sums are stored: no uint8 or int32 tensor is materialised. ``input`` is float32 (N, Cin,
+    H, W), ``weight`` uint8 on the same grid, ``out_scale``/``out_bias`` float32 (Cout,).
+    Returns float32 (N, Cout, Ho, Wo); the sums are exactly those of :func:`adder_conv2d_u8`.
+    """
+    stride, padding, dilation = check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride,
+                                                  padding, dilation, groups)
+    return _ops.adder_conv2d_u8_affine(input, weight, float(scale), zero_point, out_scale, out_bias, stride,
+                                       padding, dilation, groups)
+
+
+def adder_conv2d_u8_affine_reference(input: Tensor, weight: Tensor, scale: float, zero_point: int,
+                                     out_scale: Tensor, out_bias: Tensor, stride: IntPair = 1, padding: IntPair = 0,
+                                     dilation: IntPair = 1, groups: int = 1) -> Tensor:
+    """The pure-PyTorch reference of :func:`adder_conv2d_u8_affine` (exact sums, then the affine)."""
+    stride, padding, dilation = check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride,
+                                                  padding, dilation, groups)
+    return reference_forward_u8_affine(input, weight, float(scale), zero_point, out_scale, out_bias, stride,
+                                       padding, dilation, groups)
+
+
+@torch.library.register_fake("addersr::adder_conv2d_u8_affine")
+def _adder_conv2d_u8_affine_fake(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
+                                 groups):
+    torch._check(input.dim() == 4 and weight.dim() == 4, lambda: f"{_AFFINE}: input and weight must be 4-D")
+    torch._check(input.shape[1] != 0, lambda: "adder_conv2d_u8: input has zero channels (Cin == 0)")
+    ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+    return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.float32)

@@ -1,0 +1,104 @@
+"""``addersr quantize``: a trained float network -> its integer-adder checkpoint.
+
+    addersr quantize -opt OPT.yml --model net_g_X.pth --calib DIR --out net_int8.pth
+                     [--method auto|minmax|percentile|mse] [--percentile 99.99]
+                     [--calib-images 8] [--crop 128] [--param-key KEY]
+
+Calibration images are network inputs (LR images, or any photos of the same kind); each is
+centre-cropped to ``--crop`` pixels. Bad input exits with status 2 and one
+``addersr quantize: error: ...`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List
+
+import numpy as np
+import torch
+
+from ..data.errors import DatasetError
+from ..data.images import read_image, scan_images
+from .calibrate import METHODS, CalibrationError
+from .checkpoint import QuantCheckpointError, save_int8
+from .convert import quantize_model
+
+PROG = "addersr quantize"
+
+
+def image_tensor(img: np.ndarray, crop: int | None = None) -> torch.Tensor:
+    """uint8 HWC BGR -> (1, 3, H, W) RGB float in [0, 1], centre-cropped to ``crop``."""
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    if crop:
+        h, w = img.shape[:2]
+        top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
+        img = img[top:top + crop, left:left + crop]
+    rgb = np.ascontiguousarray(img[:, :, ::-1], dtype=np.float32) / 255.0
+    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def calibration_batches(folder: str, count: int, crop: int | None) -> List[torch.Tensor]:
+    names = scan_images(folder)[:count]
+    return [image_tensor(read_image(os.path.join(folder, n)), crop) for n in names]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 50 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in (50, 100], got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Quantize a trained adder network's adder layers to 8 bits "
+                                                       "(integer SAD kernel, CPU); see docs/int8.md.")
+    p.add_argument("-opt", "--opt", required=True, dest="opt", help="option YAML with the network_g of the model")
+    p.add_argument("--model", required=True, help="trained float checkpoint (net_g_*.pth)")
+    p.add_argument("--calib", required=True, help="folder of calibration images (network inputs)")
+    p.add_argument("--out", required=True, help="output int8 checkpoint (.pth)")
+    p.add_argument("--method", default="auto", choices=("auto",) + METHODS,
+                   help="activation range: auto (best PSNR vs float on the calibration images; default), "
+                        "minmax, percentile or mse")
+    p.add_argument("--percentile", type=_percent, default=99.99, help="for --method percentile (default 99.99)")
+    p.add_argument("--calib-images", type=_positive, default=8, help="images used (default 8)")
+    p.add_argument("--crop", type=_positive, default=128, help="centre crop of each image in pixels (default 128)")
+    p.add_argument("--param-key", default=None, help="checkpoint key (default: params_ema if present, else params)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..cli.preflight import load_options
+    from ..upscale import UpscaleError, load_generator
+
+    try:
+        if os.path.isdir(args.out):
+            raise QuantCheckpointError(f"--out must be a file path, got a folder: {args.out}")
+        batches = calibration_batches(args.calib, args.calib_images, args.crop)
+        net, scale, key = load_generator(args.opt, args.model, args.param_key, "cpu")
+        qnet, report = quantize_model(net, batches, args.method, args.percentile)
+        report.update(source=os.path.abspath(args.model), param_key=key)
+        save_int8(qnet, args.out, load_options(args.opt)["network_g"], scale, report)
+    except (UpscaleError, DatasetError, CalibrationError, QuantCheckpointError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    scores = ", ".join(f"{m} {v:.2f} dB" for m, v in report["psnr_vs_float"].items())
+    print(f"{len(report['layers'])} adder layers quantized, {len(report['folded_norms'])} BatchNorms folded; "
+          f"PSNR vs float on {len(batches)} calibration images: {scores}; kept {report['method']}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""Integer adder inference benchmark (issue 9): per layer and end to end, ratios in one process.
+
+    python benchmarks/bench_int8.py [--opt OPT.yml --model net_g.pth] [--json out.json]
+
+Per layer (EDSR body layer: N=16, 64->64, 48x48, 3x3): the int8 adder op (uint8 in, int32 out),
+the whole integer layer (float in: quantize, SAD kernel, per-channel affine), fp32 ``F.conv2d``
+(oneDNN), fp32 ``adder_conv2d`` and PyTorch's own int8 convolution (``torch.ao`` quantized
+conv, x86/fbgemm engine) where it runs.
+
+End to end: x2 upscale to a 1280x720 output (640x360 input) with AdderEDSR-int8,
+AdderEDSR-fp32, EDSR-fp32 of the same size and EDSR-int8 (``torch.ao`` FX post-training
+quantization) where it works; Y-PSNR (border 2) on the held-out demo photos (scikit-image's
+coffee and chelsea) for the two AdderEDSRs and bicubic.
+
+EDSR's timing uses untrained weights of the same size; pass ``--edsr-opt/--edsr-model`` (the
+trained twin) for its Y-PSNR, fp32 and torch.ao int8.
+Without ``--opt/--model`` a small AdderEDSR (32 features, 4 blocks) is trained here for
+``--iters`` Adam steps on the demo's training photos (a quick stand-in, not a good model).
+Calibration uses crops of the training photos, never the held-out ones.
+Prints one self-contained markdown table and writes JSON. Time only on a quiet machine:
+the load average is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import addersr_plugin  # noqa: E402,F401  (compat, ops, archs)
+from addersr_plugin.data.demo_set import TRAIN_PHOTOS, VAL_PHOTOS, load_photo  # noqa: E402
+from addersr_plugin.data.images import bicubic_downscale, modcrop  # noqa: E402
+from addersr_plugin.ops import adder_conv2d, adder_conv2d_u8  # noqa: E402
+from addersr_plugin.quant import QuantAdderConv2d, grid_for_range, quantize, quantize_model  # noqa: E402
+from addersr_plugin.quant.cli import image_tensor  # noqa: E402
+
+SCALE = 2
+
+
+def bench(fn, repeat: int, warmup: int = 1) -> float:
+    """Median seconds of ``repeat`` calls after ``warmup``."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --------------------------------------------------------------------------- per layer
+
+def torch_ao_conv(x: torch.Tensor, w: torch.Tensor):
+    """PyTorch's int8 conv (quantized input prepared outside the timed call), or None."""
+    try:
+        torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+        qconv = torch.ao.nn.quantized.Conv2d(64, 64, 3, padding=1)
+        qw = torch.quantize_per_channel(w, w.abs().amax((1, 2, 3)) / 127, torch.zeros(64, dtype=torch.long), 0,
+                                        torch.qint8)
+        qconv.set_weight_bias(qw, None)
+        qconv.scale, qconv.zero_point = float(x.abs().max() / 64), 64
+        qx = torch.quantize_per_tensor(x, float((x.max() - x.min()) / 255), 128, torch.quint8)
+        qconv(qx)
+        return lambda: qconv(qx)
+    except Exception as exc:  # pragma: no cover - depends on the build
+        print(f"torch.ao int8 conv unavailable: {exc}", file=sys.stderr)
+        return None
+
+
+def layer_bench(repeat: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 64, 48, 48, generator=g)
+    w = torch.randn(64, 64, 3, 3, generator=g) * 0.5
+    grid = grid_for_range(float(x.min()), float(x.max()))
+    qx, qw = quantize(x, grid), quantize(w.clamp(grid.lo, grid.hi), grid)
+    from addersr_plugin.nn import AdderConv2d
+
+    layer = AdderConv2d(64, 64, 3, padding=1, eta=None)
+    layer.weight.data = w
+    qlayer = QuantAdderConv2d.from_float(layer, grid)
+    cases = {
+        "fp32 F.conv2d (oneDNN)": lambda: F.conv2d(x, w, None, 1, 1),
+        "int8 adder op (uint8 in, int32 out)": lambda: adder_conv2d_u8(qx, qw, grid.zero_point, 1, 1),
+        "int8 adder layer (float in/out: quantize + op + affine)": lambda: qlayer(x),
+        "fp32 adder_conv2d": lambda: adder_conv2d(x, w, None, 1, 1),
+    }
+    ao = torch_ao_conv(x, w)
+    if ao is not None:
+        cases["int8 conv, torch.ao (x86/fbgemm, quint8 in/out)"] = ao
+    times = {}
+    # Interleave rounds so that a load change hits every case alike.
+    for _ in range(3):
+        for name, fn in cases.items():
+            t = bench(fn, repeat)
+            times[name] = min(times.get(name, t), t)
+    base = times["fp32 F.conv2d (oneDNN)"]
+    return {name: {"seconds": t, "vs_conv": t / base} for name, t in times.items()}
+
+
+# --------------------------------------------------------------------------- networks
+
+def photo_tensor(bgr: np.ndarray) -> torch.Tensor:
+    return image_tensor(bgr, None)
+
+
+def train_quick(num_feat: int, num_block: int, iters: int, seed: int = 0):
+    """A small AdderEDSR trained with Adam on HR crops of the demo's training photos."""
+    from addersr_plugin.archs import AdderEDSR
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    hrs = [modcrop(load_photo(n), SCALE) for n in TRAIN_PHOTOS]
+    net = AdderEDSR(3, 3, num_feat=num_feat, num_block=num_block, upscale=SCALE)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=1e-5)
+    net.train()
+    gt = 64
+    for _ in range(iters):
+        lr_b, hr_b = [], []
+        for _ in range(8):
+            hr = hrs[rng.integers(len(hrs))]
+            top, left = rng.integers(0, hr.shape[0] - gt) // 2 * 2, rng.integers(0, hr.shape[1] - gt) // 2 * 2
+            crop = hr[top:top + gt, left:left + gt]
+            lr_b.append(photo_tensor(bicubic_downscale(crop, SCALE)))
+            hr_b.append(photo_tensor(crop))
+        loss = (net(torch.cat(lr_b)) - torch.cat(hr_b)).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval(), dict(type="AdderEDSR", num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_block=num_block,
+                            upscale=SCALE)
+
+
+def calibration_crops(n: int = 8, size: int = 96, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        hr = load_photo(TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)])
+        lr = bicubic_downscale(modcrop(hr, SCALE), SCALE)
+        top, left = rng.integers(0, lr.shape[0] - size), rng.integers(0, lr.shape[1] - size)
+        out.append(photo_tensor(lr[top:top + size, left:left + size]))
+    return out
+
+
+def y_psnr(net, scale: int) -> float:
+    from basicsr.utils import tensor2img
+
+    from addersr_plugin.demo import y_psnr_ssim
+
+    vals = []
+    for name in VAL_PHOTOS:
+        hr = modcrop(load_photo(name), scale)
+        lr = photo_tensor(bicubic_downscale(hr, scale))
+        with torch.inference_mode():
+            sr = tensor2img(net(lr), rgb2bgr=True, min_max=(0, 1)) if net is not None else None
+        if sr is None:
+            from addersr_plugin.demo import bicubic_upscale
+
+            sr = bicubic_upscale(bicubic_downscale(hr, scale), scale)
+        vals.append(y_psnr_ssim(sr, hr, scale)[0])
+    return float(np.mean(vals))
+
+
+class _TraceableEDSR(torch.nn.Module):
+    """BasicSR's EDSR forward without its ``self.mean = self.mean.type_as(x)`` attribute write,
+    which FX tracing cannot handle (it leaves the traced module broken)."""
+
+    def __init__(self, edsr):
+        super().__init__()
+        self.conv_first, self.body, self.conv_after_body = edsr.conv_first, edsr.body, edsr.conv_after_body
+        self.upsample, self.conv_last = edsr.upsample, edsr.conv_last
+        self.register_buffer("mean", edsr.mean.clone())
+        self.img_range = edsr.img_range
+
+    def forward(self, x):
+        x = (x - self.mean) * self.img_range
+        x = self.conv_first(x)
+        res = self.conv_after_body(self.body(x)) + x
+        return self.conv_last(self.upsample(res)) / self.img_range + self.mean
+
+
+def edsr_int8(edsr, example):
+    """A copy of EDSR quantized by torch.ao FX post-training quantization (x86 engine), or None."""
+    import copy
+
+    try:
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+        torch.backends.quantized.engine = engine
+        model = _TraceableEDSR(copy.deepcopy(edsr)).eval()
+        prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (example,))
+        with torch.inference_mode():
+            for x in calibration_crops(4, 64):
+                prepared(x)
+        q = convert_fx(prepared)
+        with torch.inference_mode():
+            q(example)
+        return q
+    except Exception as exc:  # pragma: no cover - depends on the torch build
+        print(f"torch.ao EDSR-int8 unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+
+
+def load_or_train(args):
+    """The float AdderEDSR to measure: --opt/--model, else the quick model (cached in --cache)."""
+    if args.opt and args.model:
+        from addersr_plugin.cli.preflight import load_options
+        from addersr_plugin.upscale import load_generator
+
+        net, scale, _ = load_generator(args.opt, args.model, None, "cpu")
+        return net, dict(load_options(args.opt)["network_g"]), scale, f"{args.model} ({args.opt})"
+    from addersr_plugin.archs import AdderEDSR
+
+    desc = (f"AdderEDSR {args.num_feat} feats / {args.num_block} blocks trained here for {args.iters} Adam steps "
+            "on the demo training photos")
+    if args.cache and os.path.isfile(args.cache):
+        saved = torch.load(args.cache, weights_only=True)
+        if saved.get("key") == [args.num_feat, args.num_block, args.iters]:
+            net = AdderEDSR(3, 3, num_feat=args.num_feat, num_block=args.num_block, upscale=SCALE)
+            net.load_state_dict(saved["params"])
+            return net.eval(), saved["network_g"], SCALE, desc + f" (cached in {args.cache})"
+    net, net_g = train_quick(args.num_feat, args.num_block, args.iters)
+    if args.cache:
+        torch.save({"key": [args.num_feat, args.num_block, args.iters], "params": net.state_dict(),
+                    "network_g": net_g}, args.cache)
+    return net, net_g, SCALE, desc
+
+
+def time_models(adder_net, net_g, scale, repeat, with_ao=True) -> dict:
+    """Seconds per 1280x720 output for AdderEDSR int8/fp32, EDSR fp32 (and int8 by torch.ao) of
+    the same size, interleaved rounds, best round's median."""
+    from basicsr.archs.edsr_arch import EDSR
+
+    qnet, _ = quantize_model(adder_net, calibration_crops(), "minmax")  # the method does not change the time
+    edsr = EDSR(3, 3, num_feat=net_g.get("num_feat", 64), num_block=net_g.get("num_block", 16),
+                upscale=scale).eval()
+    lr = torch.rand(1, 3, 720 // scale, 1280 // scale)
+    models = {"AdderEDSR-int8 (ours)": qnet, "AdderEDSR-fp32": adder_net, "EDSR-fp32": edsr}
+    eq = edsr_int8(edsr, lr) if with_ao else None
+    if eq is not None:
+        models["EDSR-int8 (torch.ao FX)"] = eq
+    times = {}
+    for _ in range(2):
+        for name, m in models.items():
+            t = bench(lambda m=m: m(lr), repeat)
+            times[name] = min(times.get(name, t), t)
+    base = times["EDSR-fp32"]
+    return {name: {"seconds": t, "vs_edsr_fp32": t / base, "speedup_vs_edsr_fp32": base / t}
+            for name, t in times.items()}
+
+
+def end_to_end(args) -> dict:
+    t0 = time.perf_counter()
+    net, net_g, scale, source = load_or_train(args)
+    prep_s = time.perf_counter() - t0
+    qnet, report = quantize_model(net, calibration_crops(), args.method)
+    psnr = {"AdderEDSR-int8 (ours)": y_psnr(qnet, scale), "AdderEDSR-fp32": y_psnr(net, scale),
+            "bicubic": y_psnr(None, scale)}
+    if args.edsr_opt:
+        from addersr_plugin.upscale import load_generator
+
+        edsr, _, _ = load_generator(args.edsr_opt, args.edsr_model, None, "cpu")
+        psnr["EDSR-fp32"] = y_psnr(edsr, scale)
+        eq = edsr_int8(edsr, calibration_crops(1, 64)[0])
+        if eq is not None:
+            psnr["EDSR-int8 (torch.ao FX)"] = y_psnr(eq, scale)
+    rows = time_models(net, net_g, scale, args.e2e_repeat)
+    for name, r in rows.items():
+        r["y_psnr"] = psnr.get(name)
+    rows["bicubic"] = {"y_psnr": psnr["bicubic"]}
+    out = {"source": source, "prepare_seconds": prep_s, "network_g": net_g, "scale": scale,
+           "calibration": report["method"], "psnr_vs_float_calib": report["psnr_vs_float"], "rows": rows,
+           "y_psnr_loss_int8_db": psnr["AdderEDSR-fp32"] - psnr["AdderEDSR-int8 (ours)"]}
+    if args.baseline_size and (net_g.get("num_feat"), net_g.get("num_block")) != (64, 16):
+        from addersr_plugin.archs import AdderEDSR
+
+        big = AdderEDSR(3, 3, num_feat=64, num_block=16, upscale=scale).eval()
+        big_g = dict(type="AdderEDSR", num_feat=64, num_block=16, upscale=scale)
+        out["baseline_size_rows"] = time_models(big, big_g, scale, args.e2e_repeat)
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+def markdown(result: dict) -> str:
+    env = result["env"]
+    lines = [f"Machine: {env['cpu']}, {env['threads']} threads, torch {env['torch']}, "
+             f"load average {env['loadavg_before']} before / {env['loadavg_after']} after.", ""]
+    if "layer" in result:
+        lines += ["EDSR body layer, N=16, 64->64, 48x48, 3x3 (median of repeats, best of 3 interleaved rounds):", "",
+                  "| layer forward | ms | × fp32 F.conv2d |", "|---|---:|---:|"]
+        for name, r in result["layer"].items():
+            lines.append(f"| {name} | {r['seconds'] * 1e3:.1f} | {r['vs_conv']:.2f} |")
+        lines.append("")
+    if "e2e" in result:
+        e = result["e2e"]
+        lines += [f"x{e['scale']} upscale to 1280x720 (input {1280 // e['scale']}x{720 // e['scale']}), model: "
+                  f"{e['source']}; calibration {e['calibration']} (PSNR vs float on calibration crops: "
+                  + ", ".join(f"{k} {v:.2f} dB" for k, v in e["psnr_vs_float_calib"].items()) + ").", "",
+                  "| model | s / image | speed-up vs EDSR-fp32 | Y-PSNR held-out (dB) |", "|---|---:|---:|---:|"]
+        for name, r in e["rows"].items():
+            t = f"{r['seconds']:.2f}" if "seconds" in r else "–"
+            sp = f"{r['speedup_vs_edsr_fp32']:.2f}×" if "seconds" in r else "–"
+            ps = f"{r['y_psnr']:.2f}" if r.get("y_psnr") is not None else "–"
+            lines.append(f"| {name} | {t} | {sp} | {ps} |")
+        lines += ["", f"Y-PSNR loss of int8 vs fp32 AdderEDSR: {e['y_psnr_loss_int8_db']:.3f} dB "
+                      f"(held-out photos: {', '.join(VAL_PHOTOS)})."]
+        if "baseline_size_rows" in e:
+            lines += ["", "Same timing at EDSR-baseline size (64 feats, 16 blocks; untrained weights, calibrated "
+                          "on the training photos: the speed does not depend on the weights):", "",
+                      "| model (64/16) | s / image | speed-up vs EDSR-fp32 |", "|---|---:|---:|"]
+            for name, r in e["baseline_size_rows"].items():
+                lines.append(f"| {name} | {r['seconds']:.2f} | {r['speedup_vs_edsr_fp32']:.2f}× |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--opt", help="option file of a trained AdderEDSR (with --model)")
+    p.add_argument("--model", help="trained float checkpoint (with --opt)")
+    p.add_argument("--edsr-opt", help="option file of the trained EDSR twin, for its Y-PSNR (with --edsr-model)")
+    p.add_argument("--edsr-model", help="trained EDSR checkpoint (with --edsr-opt)")
+    p.add_argument("--method", default="auto", help="calibration method (default auto)")
+    p.add_argument("--num-feat", type=int, default=32)
+    p.add_argument("--num-block", type=int, default=4)
+    p.add_argument("--iters", type=int, default=300, help="training steps of the quick model (default 300)")
+    p.add_argument("--repeat", type=int, default=5, help="timed calls per layer case per round")
+    p.add_argument("--e2e-repeat", type=int, default=3, help="timed calls per model per round")
+    p.add_argument("--cache", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "addersr_bench_int8_model.pth"),
+                   help="where the quick model is kept between runs ('' to retrain)")
+    p.add_argument("--no-baseline-size", dest="baseline_size", action="store_false",
+                   help="skip the 64-feature/16-block timing")
+    p.add_argument("--skip-layer", action="store_true")
+    p.add_argument("--skip-e2e", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--json", default="bench_int8.json", help="output JSON (default bench_int8.json)")
+    args = p.parse_args(argv)
+    if bool(args.opt) != bool(args.model):
+        p.error("--opt and --model go together")
+    if bool(args.edsr_opt) != bool(args.edsr_model):
+        p.error("--edsr-opt and --edsr-model go together")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {"env": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                      "torch": torch.__version__, "loadavg_before": open("/proc/loadavg").read().split()[0]}}
+    try:
+        with open("/proc/cpuinfo") as f:
+            result["env"]["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if not args.skip_layer:
+        result["layer"] = layer_bench(args.repeat)
+    if not args.skip_e2e:
+        result["e2e"] = end_to_end(args)
+    result["env"]["loadavg_after"] = open("/proc/loadavg").read().split()[0]
+    print(markdown(result))
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

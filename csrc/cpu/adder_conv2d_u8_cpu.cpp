@@ -1,0 +1,386 @@
+// CPU kernel of addersr::adder_conv2d_u8, the integer adder convolution.
+//
+//   Y[n, co, p] = Σ_{ci, i, j} | X[n, ci, p + (i, j)] − W[co, ci, i, j] |      (int32)
+//
+// X and W are uint8 on one shared grid (ADDERSR.md §7: same scale, same zero point,
+// so |x − w| ≈ s·|qx − qw|); padded taps hold the zero point `zp` (the grid value of
+// a real 0). The sum is positive; the caller applies −s, biases and BN.
+//
+// Organisation (a GEMM whose inner operation is |a − b|, like the float kernel):
+//   * the input is copied once into a zero-point-padded NHWC buffer, so that one
+//     output pixel's patch is kh·kw contiguous runs of Cin/groups bytes and the
+//     packing below needs no bounds checks;
+//   * patches and weight rows are packed K-contiguous, K rounded up to 32 with
+//     zeros on both sides (|0 − 0| adds nothing), tap order (i, j, ci) on both;
+//   * the AVX2 micro-kernel keeps MR × NR accumulators in registers; one
+//     _mm256_sad_epu8 computes 32 absolute differences and sums them in four
+//     64-bit lanes (vpsadbw), one _mm256_add_epi64 accumulates them;
+//   * work items (image, group, chunk of pixels) run under at::parallel_for, each
+//     packing its chunk into a per-thread buffer sized to stay in L1.
+// Non-x86 builds get a portable scalar micro-kernel with the same packing.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "adder_conv2d_geometry.h"  // Geometry (the float op's checks do not apply to uint8)
+
+namespace addersr {
+namespace {
+
+constexpr int64_t kKAlign = 32;        // bytes per SAD step
+// 3 × 4 tile. It needs 17 registers (12 accumulators, 3 weight rows, the input row, the SAD
+// result), one more than AVX2 has, and GCC keeps a few accumulators on the stack; measured in
+// isolation it is still 15 % faster than the spill-free 2 × 4 tile (more SADs per load).
+constexpr int64_t MR = 3;              // output channels per micro-tile
+constexpr int64_t NR = 4;              // output pixels per micro-tile
+constexpr int64_t kChunkBytes = 16384; // packed patches per work item: stays in L1 with the weight tile
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// Error messages carry numbers as ready-made strings (the project's rule since the first GPU
+// machine, where a TORCH_CHECK streaming an integer or an IntArrayRef crashed instead of raising).
+std::string str_int(int64_t v) { return std::to_string(static_cast<long long>(v)); }
+std::string str_list(at::IntArrayRef v) {
+  std::string s = "(";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + (v.size() == 1 ? ",)" : ")");
+}
+
+// `input_type` is kByte for adder_conv2d_u8 and kFloat for adder_conv2d_u8_affine.
+Geometry make_geometry_u8(const char* op, at::ScalarType input_type, const at::Tensor& input,
+                          const at::Tensor& weight, int64_t zero_point, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(input.device().is_cpu(), op, ": only CPU tensors are supported (there is no CUDA kernel), got input on ",
+              input.device());
+  TORCH_CHECK(input.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ", str_list(input.sizes()));
+  TORCH_CHECK(weight.dim() == 4, op, ": weight must be 4-D (Cout, Cin/groups, kh, kw), got ",
+              str_list(weight.sizes()));
+  TORCH_CHECK(input.scalar_type() == input_type, op, ": input must be ", input_type == at::kByte ? "uint8" : "float32",
+              ", got ", input.scalar_type());
+  TORCH_CHECK(weight.scalar_type() == at::kByte, op, ": weight must be uint8, got ", weight.scalar_type());
+  TORCH_CHECK(weight.device() == input.device(), op, ": weight is on ", weight.device(), " but input is on ",
+              input.device());
+  TORCH_CHECK(zero_point >= 0 && zero_point <= 255, op, ": zero_point must be in [0, 255], got ", str_int(zero_point));
+  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
+              ": stride, padding and dilation must have two values");
+  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ", str_list(stride));
+  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation must be positive, got ", str_list(dilation));
+  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ", str_list(padding));
+  TORCH_CHECK(groups > 0, op, ": groups must be positive, got ", str_int(groups));
+  Geometry g;
+  g.N = input.size(0); g.Cin = input.size(1); g.H = input.size(2); g.W = input.size(3);
+  g.Cout = weight.size(0); g.kh = weight.size(2); g.kw = weight.size(3);
+  g.sh = stride[0]; g.sw = stride[1]; g.ph = padding[0]; g.pw = padding[1];
+  g.dh = dilation[0]; g.dw = dilation[1]; g.groups = groups;
+  TORCH_CHECK(g.Cout % groups == 0, op, ": out channels ", str_int(g.Cout), " are not divisible by groups=",
+              str_int(groups));
+  TORCH_CHECK(g.Cin == weight.size(1) * groups, op, ": input has ", str_int(g.Cin), " channels but weight expects ",
+              str_int(weight.size(1)), " per group x groups=", str_int(groups));
+  TORCH_CHECK(g.Cin > 0, op, ": input has zero channels (Cin == 0); an adder convolution needs at least one "
+              "input channel");
+  TORCH_CHECK(g.kh > 0 && g.kw > 0, op, ": kernel size must be positive");
+  // 255·K must fit the int32 output.
+  TORCH_CHECK(g.K() <= (int64_t{1} << 23), op, ": ", str_int(g.K()), " taps per output overflow the int32 sum");
+  const int64_t eh = g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1, ew = g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1;
+  TORCH_CHECK(eh >= 0 && ew >= 0, op, ": output size would be non-positive for input ", str_list(input.sizes()),
+              " and weight ", str_list(weight.sizes()));
+  g.Ho = eh / g.sh + 1;
+  g.Wo = ew / g.sw + 1;
+  return g;
+}
+
+// ---------------------------------------------------------------------------
+// Micro-kernels: out[r][c] = Σ_k |x[c][k] − w[r][k]| for r < rows, c < cols.
+// w rows and x rows are Kp bytes apart (Kp a multiple of 32); out rows out_stride apart.
+
+#if defined(__AVX2__)
+// Four accumulators (four pixels of one channel), each four 64-bit lanes holding sums
+// below 2^32, reduced to the four int32 totals [Σa, Σb, Σc, Σd].
+inline __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_or_si256(a, _mm256_slli_epi64(b, 32));  // [a0 b0 a1 b1 | a2 b2 a3 b3]
+  const __m256i cd = _mm256_or_si256(c, _mm256_slli_epi64(d, 32));
+  const __m256i s = _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+  return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+// The tile's results go to `out` (row stride out_stride) as int32 sums, or, when `alpha` is
+// given, as float32 alpha[r]·sum + beta[r] (the quantized layer's per-channel affine).
+inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
+                     int64_t out_stride, int64_t rows, int64_t cols, const float* alpha, const float* beta) {
+  __m256i acc[MR][NR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < Kp; k += kKAlign) {
+    __m256i wv[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) wv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * Kp + k));
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + c * Kp + k));
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) acc[r][c] = _mm256_add_epi64(acc[r][c], _mm256_sad_epu8(xv, wv[r]));
+    }
+  }
+  // Constant trip count then `if`: indexing acc[] with a run-time bound would force the
+  // compiler to keep the accumulators in memory.
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (r >= rows) break;
+    const __m128i s = reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    alignas(16) int32_t tmp[NR];
+    if (alpha) {
+      const __m128 f = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_set1_ps(alpha[r]), _mm_set1_ps(beta[r]));
+      float* o = static_cast<float*>(out) + r * out_stride;
+      if (cols == NR) {
+        _mm_storeu_ps(o, f);
+      } else {
+        _mm_store_ps(reinterpret_cast<float*>(tmp), f);
+        std::copy(reinterpret_cast<float*>(tmp), reinterpret_cast<float*>(tmp) + cols, o);
+      }
+    } else {
+      int32_t* o = static_cast<int32_t*>(out) + r * out_stride;
+      if (cols == NR) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o), s);
+      } else {
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), s);
+        std::copy(tmp, tmp + cols, o);
+      }
+    }
+  }
+}
+#else
+inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
+                     int64_t out_stride, int64_t rows, int64_t cols, const float* alpha, const float* beta) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      int32_t s = 0;
+      for (int64_t k = 0; k < Kp; ++k) s += std::abs(int32_t(x[c * Kp + k]) - int32_t(w[r * Kp + k]));
+      if (alpha) static_cast<float*>(out)[r * out_stride + c] = std::fma(float(s), alpha[r], beta[r]);
+      else static_cast<int32_t*>(out)[r * out_stride + c] = s;
+    }
+}
+#endif
+
+// ---------------------------------------------------------------------------
+// Packing
+
+// Quantization of the fused op's float input, the same arithmetic as
+// addersr_plugin.quant.grid.quantize: clamp(round_half_even(x / scale) + zp, 0, 255).
+// `run` converts a contiguous run (8 lanes at a time with AVX2: the same IEEE division,
+// rounding, addition and clamp as the scalar path, so the results are identical).
+struct Quantizer {
+  float scale;
+  float zp;
+  uint8_t operator()(float v) const {
+    const float q = std::nearbyint(v / scale) + zp;
+    return static_cast<uint8_t>(std::min(std::max(q, 0.0f), 255.0f));
+  }
+  void run(const float* __restrict s, uint8_t* __restrict d, int64_t n) const {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    const __m256 vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zp);
+    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+    for (; i + 8 <= n; i += 8) {
+      __m256 q = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(s + i), vs),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, vz), lo), hi);
+      const __m256i qi = _mm256_cvtps_epi32(q);  // whole numbers in [0, 255]: exact
+      const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(d + i), _mm_packus_epi16(w16, w16));
+    }
+#endif
+    for (; i < n; ++i) d[i] = (*this)(s[i]);
+  }
+};
+struct Copy {
+  uint8_t operator()(uint8_t v) const { return v; }
+  void run(const uint8_t* s, uint8_t* d, int64_t n) const { std::memcpy(d, s, n); }
+};
+
+// The input as NHWC uint8 with `ph`/`pw` border pixels of value zp: xp[n][Hp][Wp][C]. One
+// pass, parallel over padded rows: channels_last input is read row by row, NCHW input is
+// transposed row by row (ATen's generic permuted copy of uint8 is several times slower);
+// `conv` turns each value into uint8 (a copy, or the fused op's quantization).
+template <typename T, typename Conv>
+at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp, Conv conv) {
+  const int64_t C = g.Cin, H = g.H, W = g.W, Hp = H + 2 * g.ph, Wp = W + 2 * g.pw;
+  auto xp = at::empty({g.N, Hp, Wp, C}, input.options().dtype(at::kByte));
+  const bool cl = input.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor x = cl ? input : input.contiguous();
+  const T* src = x.data_ptr<T>();
+  uint8_t* dst = xp.data_ptr<uint8_t>();
+  const uint8_t z = static_cast<uint8_t>(zp);
+  at::parallel_for(0, g.N * Hp, 16, [&](int64_t begin, int64_t end) {
+    std::vector<uint8_t> rowbuf(std::is_same_v<T, uint8_t> || cl ? 0 : C * W);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / Hp, h = row % Hp - g.ph;
+      uint8_t* d = dst + row * Wp * C;
+      if (h < 0 || h >= H) {
+        std::memset(d, z, Wp * C);
+        continue;
+      }
+      std::memset(d, z, g.pw * C);
+      std::memset(d + (g.pw + W) * C, z, g.pw * C);
+      d += g.pw * C;
+      if (cl) {
+        conv.run(src + ((n * H + h) * W) * C, d, W * C);
+      } else if constexpr (std::is_same_v<T, uint8_t>) {
+        const T* s = src + n * C * H * W + h * W;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t w = 0; w < W; ++w) d[w * C + c] = s[c * H * W + w];
+      } else {
+        // Quantize each channel's row contiguously (vectorised), then transpose the bytes.
+        const T* s = src + n * C * H * W + h * W;
+        for (int64_t c = 0; c < C; ++c) conv.run(s + c * H * W, rowbuf.data() + c * W, W);
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t w = 0; w < W; ++w) d[w * C + c] = rowbuf[c * W + w];
+      }
+    }
+  });
+  return xp;
+}
+
+// One group's weights (Cout/g, Cin/g, kh, kw) -> rows of Kp bytes, tap order (i, j, ci),
+// zero past K; rows rounded up to MR with zero rows (their sums are discarded).
+std::vector<uint8_t> pack_weights(const uint8_t* w, const Geometry& g, int64_t Kp) {
+  const int64_t cg = g.cout_g(), cin = g.cin_g(), rows = round_up(cg, MR);
+  std::vector<uint8_t> out(rows * Kp, 0);
+  for (int64_t co = 0; co < cg; ++co)
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j)
+          out[co * Kp + (i * g.kw + j) * cin + ci] = w[((co * cin + ci) * g.kh + i) * g.kw + j];
+  return out;
+}
+
+// Patches of output pixels [p0, p0 + count) of image n, group gi, into cols[c][Kp]; rows
+// past `count` up to a multiple of NR are zero (their sums are discarded).
+void pack_patches(const uint8_t* xp, const Geometry& g, int64_t n, int64_t gi, int64_t p0, int64_t count,
+                  int64_t Kp, uint8_t* cols) {
+  const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, C = g.Cin, cin = g.cin_g(), K = g.K();
+  // With dilation 1 and one group, a kernel row's kw taps are one contiguous run.
+  const bool row_runs = g.dw == 1 && g.groups == 1;
+  for (int64_t c = 0; c < count; ++c) {
+    const int64_t p = p0 + c, oh = p / g.Wo, ow = p % g.Wo;
+    uint8_t* dst = cols + c * Kp;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const uint8_t* src = xp + ((n * Hp + oh * g.sh + i * g.dh) * Wp + ow * g.sw) * C + gi * cin;
+      if (row_runs) {
+        std::memcpy(dst + i * g.kw * cin, src, g.kw * cin);
+      } else {
+        for (int64_t j = 0; j < g.kw; ++j) std::memcpy(dst + (i * g.kw + j) * cin, src + j * g.dw * C, cin);
+      }
+    }
+    std::memset(dst + K, 0, Kp - K);
+  }
+  const int64_t padded = round_up(count, NR);
+  if (padded > count) std::memset(cols + count * Kp, 0, (padded - count) * Kp);
+}
+
+// ---------------------------------------------------------------------------
+// Driver and operator entry points
+
+// y = Σ|xp − w| per output (int32), or alpha[co]·Σ + beta[co] (float32) when alpha is given.
+void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void* out, size_t out_elem,
+         const float* alpha, const float* beta) {
+  const int64_t K = g.K(), Kp = round_up(K, kKAlign), L = g.L(), cg = g.cout_g();
+  const at::Tensor w = weight.contiguous();
+  std::vector<std::vector<uint8_t>> wpack(g.groups);
+  for (int64_t gi = 0; gi < g.groups; ++gi) wpack[gi] = pack_weights(w.data_ptr<uint8_t>() + gi * cg * K, g, Kp);
+  // Pixels per work item: the packed chunk stays within kChunkBytes (at least one tile).
+  const int64_t chunk = std::max<int64_t>(NR, kChunkBytes / Kp / NR * NR);
+  const int64_t n_chunks = (L + chunk - 1) / chunk;
+  const uint8_t* xd = xp.data_ptr<uint8_t>();
+  char* yd = static_cast<char*>(out);
+  // Work items are handed out one at a time from a shared counter rather than as one static
+  // range per thread: on a busy machine a descheduled thread then delays the call by one item,
+  // not by its whole share. Every thread that runs drains the counter, so any thread count works.
+  const int64_t items = g.N * g.groups * n_chunks;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), items), 1, [&](int64_t, int64_t) {
+    std::vector<uint8_t> cols(round_up(chunk, NR) * Kp);
+    for (int64_t it; (it = next.fetch_add(1, std::memory_order_relaxed)) < items;) {
+      const int64_t ck = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
+      const int64_t p0 = ck * chunk, count = std::min(chunk, L - p0);
+      pack_patches(xd, g, n, gi, p0, count, Kp, cols.data());
+      // Weight tile outer, pixels inner: the MR weight rows stay in L1 while the chunk's
+      // packed patches (≤ kChunkBytes, also L1) stream past them.
+      for (int64_t r0 = 0; r0 < cg; r0 += MR) {
+        const int64_t co = gi * cg + r0;
+        const uint8_t* wt = wpack[gi].data() + r0 * Kp;
+        char* yrow = yd + ((n * g.Cout + co) * L + p0) * out_elem;
+        for (int64_t c0 = 0; c0 < count; c0 += NR) {
+          sad_tile(wt, cols.data() + c0 * Kp, Kp, yrow + c0 * out_elem, L, std::min(MR, cg - r0),
+                   std::min(NR, count - c0), alpha ? alpha + co : nullptr, beta ? beta + co : nullptr);
+        }
+      }
+    }
+  });
+}
+
+at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight, int64_t zero_point,
+                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                               int64_t groups) {
+  const Geometry g = make_geometry_u8("adder_conv2d_u8", at::kByte, input, weight, zero_point, stride, padding,
+                                      dilation, groups);
+  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().dtype(at::kInt));
+  if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
+  const at::Tensor xp = pad_nhwc<uint8_t>(input, g, zero_point, Copy{});
+  run(xp, weight, g, y.data_ptr<int32_t>(), sizeof(int32_t), nullptr, nullptr);
+  return y;
+}
+
+// The inference layer in one call: quantize the float input onto the grid (scale, zero_point)
+// while padding it, Σ|qx − qw|, and the per-channel affine out_scale·Σ + out_bias in the store.
+at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor& weight, double scale,
+                                      int64_t zero_point, const at::Tensor& out_scale, const at::Tensor& out_bias,
+                                      at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                      int64_t groups) {
+  constexpr const char* op = "adder_conv2d_u8_affine";
+  const Geometry g = make_geometry_u8(op, at::kFloat, input, weight, zero_point, stride, padding, dilation, groups);
+  TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", std::to_string(scale));
+  for (const auto* t : {&out_scale, &out_bias}) {
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == g.Cout && t->scalar_type() == at::kFloat && t->device() == input.device(),
+                op, ": out_scale and out_bias must be float32 (", str_int(g.Cout), ",) tensors on the input's device, got ",
+                t->scalar_type(), " ", str_list(t->sizes()));
+  }
+  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options());
+  if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
+  const at::Tensor xp = pad_nhwc<float>(input, g, zero_point, Quantizer{float(scale), float(zero_point)});
+  const at::Tensor a = out_scale.contiguous(), b = out_bias.contiguous();
+  run(xp, weight, g, y.data_ptr<float>(), sizeof(float), a.data_ptr<float>(), b.data_ptr<float>());
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(addersr, CPU, m) {
+  m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu);
+  m.impl("adder_conv2d_u8_affine", &adder_conv2d_u8_affine_cpu);
+}
+
+}  // namespace addersr
+
+// There is no CUDA kernel; registering the CPU entry point for CUDA makes a CUDA tensor
+// fail with the entry point's clear "only CPU tensors" error instead of a dispatcher error.
+namespace addersr {
+TORCH_LIBRARY_IMPL(addersr, CUDA, m) {
+  m.impl("adder_conv2d_u8", &adder_conv2d_u8_cpu);
+  m.impl("adder_conv2d_u8_affine", &adder_conv2d_u8_affine_cpu);
+}
+}  // namespace addersr

@@ -56,7 +56,9 @@ def test_option_file_parses_and_builds(path, tmp_path, monkeypatch):
     opt, is_train = _parse(path, tmp_path, monkeypatch)
     scale = opt["scale"]
     assert scale in (2, 3, 4)
-    assert opt["model_type"] == "SRModel"
+    # the study's recipe for AdderEDSR trains with AdderSRModel (adder_lr_mult); everything else SRModel
+    recipe = opt["network_g"]["type"] == "AdderEDSR" and opt["network_g"].get("image_skip", True)
+    assert opt["model_type"] == ("AdderSRModel" if recipe and is_train else "SRModel")
     assert opt["num_gpu"] == torch.cuda.device_count()  # "auto" resolved by the parser
     assert isinstance(opt["manual_seed"], int)
 
@@ -80,6 +82,7 @@ def test_option_file_parses_and_builds(path, tmp_path, monkeypatch):
     else:
         train = opt["train"]
         assert train["optim_g"]["type"] == "Adam"
+        assert train["optim_g"].get("adder_lr_mult", 1) == (10 if recipe else 1)
         assert train["pixel_opt"]["type"] == "L1Loss"
         assert train["scheduler"]["type"] == "MultiStepLR"
         if net_opt["type"] in BN_ARCHS:

@@ -85,12 +85,16 @@ def _build(**over):
 
 
 @pytest.mark.parametrize("arch,over,radius", [
-    # conv_first 1 + 2 per residual block + conv_after_body 1 + upsampling adder 1, all at LR,
-    # + conv_last 1 HR pixel = 1/2 LR pixel: 3.5 + 2 * num_block, rounded up.
-    ("AdderEDSR", dict(num_block=1), 6),
-    ("AdderEDSR", dict(num_block=16), 36),
+    # The paper's AdderEDSR: conv_first 1 + 2 per residual block + conv_after_body 1 + upsampling
+    # adder 1, all at LR, + conv_last 1 HR pixel = 1/2 LR pixel: 3.5 + 2 * num_block, rounded up.
+    ("AdderEDSR", dict(num_block=1, image_skip=False, dc_free_head=False), 6),
+    ("AdderEDSR", dict(num_block=16, image_skip=False, dc_free_head=False), 36),
     # x4: two x2 steps; the second one's conv runs at 2x (1/2), conv_last at 4x (1/4).
-    ("AdderEDSR", dict(num_block=16, upscale=4), 36),
+    ("AdderEDSR", dict(num_block=16, upscale=4, image_skip=False, dc_free_head=False), 36),
+    # The default recipe adds the bicubic image skip (2 LR pixels; counted as if in the chain,
+    # an upper bound since it runs beside the body): 5.5 + 2 -> 8, 35.5 + 2 -> 38.
+    ("AdderEDSR", dict(num_block=1), 8),
+    ("AdderEDSR", dict(num_block=16), 38),
     ("EDSR", dict(num_block=16), 36),
     # VDSR: bicubic x2 (2 LR pixels) then 20 3x3 layers at HR (1/2 LR pixel each).
     ("VDSR", dict(num_layer=20), 12),
@@ -115,7 +119,10 @@ def _trained_like(num_block: int):
     tile context looks enough. Scaled init on [0, 1] pixels keeps every layer's spatial reach
     visible in float32 (with unit-scale weights on 0-255 pixels the self-shortcuts dominate and
     pixels beyond ~8 LR pixels change the output by less than float32 resolves)."""
-    net = _build(num_feat=8, num_block=num_block, adder_init="scaled", img_range=1.0)
+    # The paper's layout: with the default image skip conv_last starts at zero, so an untrained
+    # net is exactly bicubic and has no receptive field worth tiling for.
+    net = _build(num_feat=8, num_block=num_block, adder_init="scaled", img_range=1.0, image_skip=False,
+                 dc_free_head=False)
     for m in net.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()

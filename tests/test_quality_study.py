@@ -51,6 +51,15 @@ def test_interrupted_run_resumes_and_finished_run_is_skipped(tmp_path, study, mo
     with open(os.path.join(study.run_dir("tiny"), "study_done.json"), encoding="utf-8") as f:
         assert json.load(f) == done
 
+    # The finished run is archived (committed with the repo) and restored on a fresh clone.
+    archived = os.path.join(tmp_path, "benchmarks", "quality", "runs", "tiny")
+    assert sorted(os.listdir(archived)) == ["net_g_latest.pth", "study_done.json", "train.log"]
+    import shutil
+
+    shutil.rmtree(study.run_dir("tiny"))
+    assert study.restore("tiny") and not study.restore("tiny")
+    assert os.path.isfile(os.path.join(study.run_dir("tiny"), "models", "net_g_latest.pth"))
+
     # A finished run is skipped: no second basicsr process.
     monkeypatch.setattr(study.subprocess, "run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert study.train("tiny", threads=1) == done

@@ -151,8 +151,8 @@ def test_default_tile_pad_joins_tiles_exactly_on_a_trained_like_net():
 
 def test_tile_pad_below_the_receptive_field_warns(tmp_path, trained, capsys):
     net = _build()
-    assert resolve_tile_pad(net, None) == 6
-    with pytest.warns(TileSeamWarning, match=r"tile context 3 is below the network's receptive-field radius of 6"):
+    assert resolve_tile_pad(net, None) == 8  # 5.5 + the bicubic image skip's 2, rounded up
+    with pytest.warns(TileSeamWarning, match=r"tile context 3 is below the network's receptive-field radius of 8"):
         assert resolve_tile_pad(net, 3) == 3
     with pytest.raises(UpscaleError, match="tile_pad must be >= 0, got -1"):
         resolve_tile_pad(net, -1)
@@ -162,7 +162,7 @@ def test_tile_pad_below_the_receptive_field_warns(tmp_path, trained, capsys):
     args = ["upscale", "--opt", opt, "--model", ckpt, "--input", str(img), "--output", str(tmp_path / "o"),
             "--tile", "16"]
     assert addersr_main(args) == 0
-    assert "Tiles of 16x16 LR pixels with 6 pixels of context" in capsys.readouterr().out
+    assert "Tiles of 16x16 LR pixels with 8 pixels of context" in capsys.readouterr().out
     with pytest.warns(TileSeamWarning):
         assert addersr_main(args + ["--tile-pad", "2"]) == 0
 

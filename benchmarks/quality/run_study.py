@@ -75,9 +75,49 @@ def _write_json(path: str, data) -> None:
     os.replace(tmp, path)  # never a half-written JSON that looks valid
 
 
+def archive_dir(name: str) -> str:
+    """Where a finished run's final model, log and cost are committed (benchmarks/quality/runs/NAME).
+
+    ``experiments/`` is not part of the repository; the archive is, so a later sitting on a fresh
+    clone skips and scores the finished runs instead of training them again.
+    """
+    return os.path.join(ROOT, "benchmarks", "quality", "runs", name)
+
+
+def archive(name: str) -> None:
+    import shutil
+
+    rdir, adir = run_dir(name), archive_dir(name)
+    os.makedirs(adir, exist_ok=True)
+    shutil.copyfile(os.path.join(rdir, "models", "net_g_latest.pth"), os.path.join(adir, "net_g_latest.pth"))
+    logs = sorted(f for f in os.listdir(rdir) if f.startswith("train_") and f.endswith(".log"))
+    with open(os.path.join(adir, "train.log"), "w", encoding="utf-8") as out:
+        for log in logs:  # every sitting's basicsr log, for the validation curve
+            with open(os.path.join(rdir, log), encoding="utf-8", errors="replace") as f:
+                out.write(f.read())
+    shutil.copyfile(os.path.join(rdir, "study_done.json"), os.path.join(adir, "study_done.json"))
+
+
+def restore(name: str) -> bool:
+    """Put an archived finished run back under experiments/ (no-op when it is there or not archived)."""
+    import shutil
+
+    rdir, adir = run_dir(name), archive_dir(name)
+    if os.path.isfile(os.path.join(rdir, "study_done.json")) or \
+            not os.path.isfile(os.path.join(adir, "study_done.json")):
+        return False
+    os.makedirs(os.path.join(rdir, "models"), exist_ok=True)
+    shutil.copyfile(os.path.join(adir, "net_g_latest.pth"), os.path.join(rdir, "models", "net_g_latest.pth"))
+    shutil.copyfile(os.path.join(adir, "train.log"), os.path.join(rdir, "train_archived.log"))
+    shutil.copyfile(os.path.join(adir, "study_done.json"), os.path.join(rdir, "study_done.json"))
+    return True
+
+
 def train(name: str, threads: int) -> dict:
     """Train ``name`` to completion (or resume it); returns its cost record."""
     rdir = run_dir(name)
+    if restore(name):
+        print(f"[{name}] restored from {os.path.relpath(archive_dir(name), ROOT)}", flush=True)
     done = _read_json(os.path.join(rdir, "study_done.json"))
     if done:
         print(f"[{name}] finished earlier ({done['seconds'] / 60:.1f} min); skipped", flush=True)
@@ -101,6 +141,7 @@ def train(name: str, threads: int) -> dict:
         raise RuntimeError(f"[{name}] training ended without {model}; see {log_path}")
     done = dict(cost, iters=study.ITERS, threads=threads, finished=time.strftime("%Y-%m-%d %H:%M"))
     _write_json(os.path.join(rdir, "study_done.json"), done)
+    archive(name)
     print(f"[{name}] done in {cost['seconds'] / 60:.1f} min over {cost['sittings']} sitting(s)", flush=True)
     return done
 
@@ -485,9 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     bicubic = {"photos": bic, "summary": summarise(bic, manifest)}
     results = _read_json(os.path.join(FIG, "results.json"), {}).get("runs", {})
     for n in study.STUDY:
+        restore(n)
         done = _read_json(os.path.join(run_dir(n), "study_done.json"))
         if not done:
             continue
+        if not os.path.isfile(os.path.join(archive_dir(n), "study_done.json")):
+            archive(n)
         print(f"scoring {n} ...", flush=True)
         photos = score_run(n, pairs, os.path.join(run_dir(n), "study_outputs"))
         results[n] = {"photos": photos, "summary": summarise(photos, manifest), "cost": done,

@@ -35,14 +35,13 @@ struct Geometry {
   int64_t L() const { return Ho * Wo; }            // output pixels per image
 };
 
-inline Geometry make_geometry(const char* op, const at::Tensor& input, const at::Tensor& weight,
+// The shape, device and geometry checks every adder convolution shares (float and uint8 ops):
+// everything but the element types, which each op checks itself first.
+inline Geometry conv_geometry(const char* op, const at::Tensor& input, const at::Tensor& weight,
                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                               int64_t groups) {
   TORCH_CHECK(input.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ", shape_str(input.sizes()));
   TORCH_CHECK(weight.dim() == 4, op, ": weight must be 4-D (Cout, Cin/groups, kh, kw), got ", shape_str(weight.sizes()));
-  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
-              " does not match input dtype ", input.scalar_type());
-  TORCH_CHECK(input.is_floating_point(), op, ": input must be floating point, got ", input.scalar_type());
   TORCH_CHECK(input.device() == weight.device(), op, ": weight is on ", weight.device(), " but input is on ",
               input.device());
   TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
@@ -71,6 +70,16 @@ inline Geometry make_geometry(const char* op, const at::Tensor& input, const at:
               op, ": output size would be non-positive for input ", shape_str(input.sizes()), " and weight ",
               shape_str(weight.sizes()));
   return g;
+}
+
+// The float op's checks: floating-point input, weight of the same dtype, then the shared ones.
+inline Geometry make_geometry(const char* op, const at::Tensor& input, const at::Tensor& weight,
+                              at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                              int64_t groups) {
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
+              " does not match input dtype ", input.scalar_type());
+  TORCH_CHECK(input.is_floating_point(), op, ": input must be floating point, got ", input.scalar_type());
+  return conv_geometry(op, input, weight, stride, padding, dilation, groups);
 }
 
 inline void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& input,

@@ -40,6 +40,45 @@ def to_pair(name: str, value: IntPair, owner: str = "adder_conv2d") -> Tuple[int
     return pair  # type: ignore[return-value]
 
 
+def check_geometry(op: str, input: Tensor, weight: Tensor, stride: Tuple[int, int], padding: Tuple[int, int],
+                   dilation: Tuple[int, int], groups: int) -> int:
+    """The checks every adder convolution shares (float and uint8 ops): shapes, device, geometry.
+
+    ``stride``/``padding``/``dilation`` are pairs already; element types are each op's own
+    business and checked before. Returns the output channel count. Messages start with ``op``.
+    """
+    if input.dim() != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
+    if weight.dim() != 4:
+        raise ValueError(f"{op}: weight must be 4-D (Cout, Cin/groups, kh, kw), got shape {tuple(weight.shape)}")
+    if weight.device != input.device:
+        raise ValueError(f"{op}: weight is on {weight.device} but input is on {input.device}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    if min(stride) <= 0:
+        raise ValueError(f"{op}: stride must be positive, got {stride}")
+    if min(dilation) <= 0:
+        raise ValueError(f"{op}: dilation must be positive, got {dilation}")
+    if min(padding) < 0:
+        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
+    cin, cout = input.shape[1], weight.shape[0]
+    if cout % groups != 0:
+        raise ValueError(f"{op}: out channels {cout} are not divisible by groups={groups}")
+    if cin != weight.shape[1] * groups:
+        raise ValueError(f"{op}: input has {cin} channels but weight expects {weight.shape[1]} per group "
+                         f"× groups={groups} = {weight.shape[1] * groups}")
+    reference.check_input_channels(op, input)
+    if min(weight.shape[2:]) <= 0:
+        raise ValueError(f"{op}: kernel size must be positive, got {tuple(weight.shape[2:])}")
+    ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+    if ho <= 0 or wo <= 0:
+        raise ValueError(
+            f"{op}: output size would be {ho}x{wo} (input {tuple(input.shape[2:])}, kernel "
+            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}, dilation {dilation}); "
+            "it must be positive")
+    return cout
+
+
 def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,
                groups: int, weight_grad: str, input_grad: str):
     """Validate the arguments; returns (stride, padding, dilation) as pairs.
@@ -50,41 +89,11 @@ def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, pa
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise TypeError("adder_conv2d: input and weight must be tensors")
     stride, padding, dilation = to_pair("stride", stride), to_pair("padding", padding), to_pair("dilation", dilation)
-    if input.dim() != 4:
-        raise ValueError(f"adder_conv2d: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
-    if weight.dim() != 4:
-        raise ValueError(
-            f"adder_conv2d: weight must be 4-D (Cout, Cin/groups, kh, kw), got shape {tuple(weight.shape)}")
     if input.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"adder_conv2d: input must be a floating-point tensor, got dtype {input.dtype}")
     if weight.dtype != input.dtype:
         raise TypeError(f"adder_conv2d: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
-    if weight.device != input.device:
-        raise ValueError(f"adder_conv2d: weight is on {weight.device} but input is on {input.device}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
-        raise ValueError(f"adder_conv2d: groups must be a positive int, got {groups!r}")
-    if min(stride) <= 0:
-        raise ValueError(f"adder_conv2d: stride must be positive, got {stride}")
-    if min(dilation) <= 0:
-        raise ValueError(f"adder_conv2d: dilation must be positive, got {dilation}")
-    if min(padding) < 0:
-        raise ValueError(f"adder_conv2d: padding must be non-negative, got {padding}")
-    cin, cout = input.shape[1], weight.shape[0]
-    if cout % groups != 0:
-        raise ValueError(f"adder_conv2d: out channels {cout} are not divisible by groups={groups}")
-    if cin != weight.shape[1] * groups:
-        raise ValueError(
-            f"adder_conv2d: input has {cin} channels but weight expects {weight.shape[1]} per group "
-            f"× groups={groups} = {weight.shape[1] * groups}")
-    reference.check_input_channels("adder_conv2d", input)
-    if min(weight.shape[2:]) <= 0:
-        raise ValueError(f"adder_conv2d: kernel size must be positive, got {tuple(weight.shape[2:])}")
-    ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
-    if ho <= 0 or wo <= 0:
-        raise ValueError(
-            f"adder_conv2d: output size would be {ho}x{wo} (input {tuple(input.shape[2:])}, kernel "
-            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}, dilation {dilation}); "
-            "it must be positive")
+    cout = check_geometry("adder_conv2d", input, weight, stride, padding, dilation, groups)
     if bias is not None:
         if not isinstance(bias, Tensor):
             raise TypeError("adder_conv2d: bias must be a tensor or None")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import _extension  # noqa: F401  (defines or loads the operators)
-from .adder_conv2d import to_pair
+from .adder_conv2d import check_geometry, to_pair
 from .reference import output_size
 from .reference_u8 import quantize_u8, reference_forward_u8, reference_forward_u8_affine
 
@@ -59,38 +59,10 @@ def check_args_u8(input: Tensor, weight: Tensor, zero_point: int, stride, paddin
         raise TypeError(f"{_op}: zero_point must be an int, got {zero_point!r}")
     if not 0 <= zero_point <= 255:
         raise ValueError(f"{_op}: zero_point must be in [0, 255], got {zero_point}")
-    if input.dim() != 4:
-        raise ValueError(f"{_op}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
-    if weight.dim() != 4:
-        raise ValueError(f"{_op}: weight must be 4-D (Cout, Cin/groups, kh, kw), got shape {tuple(weight.shape)}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
-        raise ValueError(f"{_op}: groups must be a positive int, got {groups!r}")
-    if min(stride) <= 0:
-        raise ValueError(f"{_op}: stride must be positive, got {stride}")
-    if min(dilation) <= 0:
-        raise ValueError(f"{_op}: dilation must be positive, got {dilation}")
-    if min(padding) < 0:
-        raise ValueError(f"{_op}: padding must be non-negative, got {padding}")
-    cin, cout = input.shape[1], weight.shape[0]
-    if cout % groups != 0:
-        raise ValueError(f"{_op}: out channels {cout} are not divisible by groups={groups}")
-    if cin != weight.shape[1] * groups:
-        raise ValueError(f"{_op}: input has {cin} channels but weight expects {weight.shape[1]} per group "
-                         f"× groups={groups} = {weight.shape[1] * groups}")
-    if cin == 0:
-        raise ValueError(f"{_op}: input has zero channels (Cin == 0); an adder convolution needs at least one "
-                         "input channel")
-    if min(weight.shape[2:]) <= 0:
-        raise ValueError(f"{_op}: kernel size must be positive, got {tuple(weight.shape[2:])}")
+    check_geometry(_op, input, weight, stride, padding, dilation, groups)  # the float op's shared checks
     if weight[0].numel() > MAX_TAPS:
         raise ValueError(f"{_op}: {weight[0].numel()} taps per output would overflow the int32 sum "
                          f"(at most {MAX_TAPS})")
-    ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
-    if ho <= 0 or wo <= 0:
-        raise ValueError(
-            f"{_op}: output size would be {ho}x{wo} (input {tuple(input.shape[2:])}, kernel "
-            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}, dilation {dilation}); "
-            "it must be positive")
     return stride, padding, dilation
 
 

@@ -35,7 +35,7 @@
 #include <immintrin.h>
 #endif
 
-#include "adder_conv2d_geometry.h"  // Geometry (the float op's checks do not apply to uint8)
+#include "adder_conv2d_geometry.h"  // Geometry, conv_geometry (shared checks), num, shape_str
 
 namespace addersr {
 namespace {
@@ -50,55 +50,19 @@ constexpr int64_t kChunkBytes = 16384; // packed patches per work item: stays in
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// Error messages carry numbers as ready-made strings (the project's rule since the first GPU
-// machine, where a TORCH_CHECK streaming an integer or an IntArrayRef crashed instead of raising).
-std::string str_int(int64_t v) { return std::to_string(static_cast<long long>(v)); }
-std::string str_list(at::IntArrayRef v) {
-  std::string s = "(";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + (v.size() == 1 ? ",)" : ")");
-}
-
 // `input_type` is kByte for adder_conv2d_u8 and kFloat for adder_conv2d_u8_affine.
 Geometry make_geometry_u8(const char* op, at::ScalarType input_type, const at::Tensor& input,
                           const at::Tensor& weight, int64_t zero_point, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   TORCH_CHECK(input.device().is_cpu(), op, ": only CPU tensors are supported (there is no CUDA kernel), got input on ",
               input.device());
-  TORCH_CHECK(input.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ", str_list(input.sizes()));
-  TORCH_CHECK(weight.dim() == 4, op, ": weight must be 4-D (Cout, Cin/groups, kh, kw), got ",
-              str_list(weight.sizes()));
   TORCH_CHECK(input.scalar_type() == input_type, op, ": input must be ", input_type == at::kByte ? "uint8" : "float32",
               ", got ", input.scalar_type());
   TORCH_CHECK(weight.scalar_type() == at::kByte, op, ": weight must be uint8, got ", weight.scalar_type());
-  TORCH_CHECK(weight.device() == input.device(), op, ": weight is on ", weight.device(), " but input is on ",
-              input.device());
-  TORCH_CHECK(zero_point >= 0 && zero_point <= 255, op, ": zero_point must be in [0, 255], got ", str_int(zero_point));
-  TORCH_CHECK(stride.size() == 2 && padding.size() == 2 && dilation.size() == 2, op,
-              ": stride, padding and dilation must have two values");
-  TORCH_CHECK(stride[0] > 0 && stride[1] > 0, op, ": stride must be positive, got ", str_list(stride));
-  TORCH_CHECK(dilation[0] > 0 && dilation[1] > 0, op, ": dilation must be positive, got ", str_list(dilation));
-  TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, op, ": padding must be non-negative, got ", str_list(padding));
-  TORCH_CHECK(groups > 0, op, ": groups must be positive, got ", str_int(groups));
-  Geometry g;
-  g.N = input.size(0); g.Cin = input.size(1); g.H = input.size(2); g.W = input.size(3);
-  g.Cout = weight.size(0); g.kh = weight.size(2); g.kw = weight.size(3);
-  g.sh = stride[0]; g.sw = stride[1]; g.ph = padding[0]; g.pw = padding[1];
-  g.dh = dilation[0]; g.dw = dilation[1]; g.groups = groups;
-  TORCH_CHECK(g.Cout % groups == 0, op, ": out channels ", str_int(g.Cout), " are not divisible by groups=",
-              str_int(groups));
-  TORCH_CHECK(g.Cin == weight.size(1) * groups, op, ": input has ", str_int(g.Cin), " channels but weight expects ",
-              str_int(weight.size(1)), " per group x groups=", str_int(groups));
-  TORCH_CHECK(g.Cin > 0, op, ": input has zero channels (Cin == 0); an adder convolution needs at least one "
-              "input channel");
-  TORCH_CHECK(g.kh > 0 && g.kw > 0, op, ": kernel size must be positive");
+  TORCH_CHECK(zero_point >= 0 && zero_point <= 255, op, ": zero_point must be in [0, 255], got ", num(zero_point));
+  const Geometry g = conv_geometry(op, input, weight, stride, padding, dilation, groups);  // the float op's checks
   // 255·K must fit the int32 output.
-  TORCH_CHECK(g.K() <= (int64_t{1} << 23), op, ": ", str_int(g.K()), " taps per output overflow the int32 sum");
-  const int64_t eh = g.H + 2 * g.ph - g.dh * (g.kh - 1) - 1, ew = g.W + 2 * g.pw - g.dw * (g.kw - 1) - 1;
-  TORCH_CHECK(eh >= 0 && ew >= 0, op, ": output size would be non-positive for input ", str_list(input.sizes()),
-              " and weight ", str_list(weight.sizes()));
-  g.Ho = eh / g.sh + 1;
-  g.Wo = ew / g.sw + 1;
+  TORCH_CHECK(g.K() <= (int64_t{1} << 23), op, ": ", num(g.K()), " taps per output overflow the int32 sum");
   return g;
 }
 
@@ -356,8 +320,8 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
   TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", std::to_string(scale));
   for (const auto* t : {&out_scale, &out_bias}) {
     TORCH_CHECK(t->dim() == 1 && t->size(0) == g.Cout && t->scalar_type() == at::kFloat && t->device() == input.device(),
-                op, ": out_scale and out_bias must be float32 (", str_int(g.Cout), ",) tensors on the input's device, got ",
-                t->scalar_type(), " ", str_list(t->sizes()));
+                op, ": out_scale and out_bias must be float32 (", num(g.Cout), ",) tensors on the input's device, got ",
+                t->scalar_type(), " ", shape_str(t->sizes()));
   }
   auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options());
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;

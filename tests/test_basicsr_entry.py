@@ -56,7 +56,10 @@ _STATE = textwrap.dedent("""
     import json, sys
     print(json.dumps({
         "heavy": sorted(m for m in ("torch", "torchvision", "basicsr", "addersr_plugin", "numpy") if m in sys.modules),
-        "hook_first": type(sys.meta_path[0]).__name__,
+        # before the standard path finder (setuptools' distutils-precedence.pth may put its own
+        # finder, which only answers for distutils, in front of ours)
+        "hook_first": [n for n in (f.__name__ if isinstance(f, type) else type(f).__name__ for f in sys.meta_path)
+                       if n in ("BasicsrFinder", "PathFinder")][0],
         "hooks": sum(getattr(f, "addersr_basicsr_hook", False) for f in sys.meta_path),
     }))
 """)

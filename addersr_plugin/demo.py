@@ -27,6 +27,8 @@ import time
 import numpy as np
 import yaml
 
+from .scoring import bicubic_upscale, colour_error, detail_centre, side_by_side, y_psnr_ssim
+
 SCALE = 2
 _ITER = re.compile(r"iter:\s*([\d,]+),")
 # What the training log lines we pass through start with (basicsr's logger format).
@@ -139,7 +141,6 @@ def read_lmdb_images(lmdb_path: str) -> dict[str, np.ndarray]:
         env.close()
 
 
-from .scoring import bicubic_upscale, colour_error, detail_centre, side_by_side, y_psnr_ssim  # noqa: E402
 
 
 def evaluate(workdir: str, data: dict, models: dict[str, tuple[str, str]]) -> tuple[dict, dict]:

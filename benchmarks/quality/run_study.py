@@ -53,13 +53,6 @@ def option_path(name: str) -> str:
     return os.path.join(ROOT, "options", "study", f"{name}.yml")
 
 
-def basicsr_command() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "basicsr")
-    if os.path.isfile(script):
-        return [script]
-    return [sys.executable, "-m", "addersr_plugin.cli"]
-
-
 def _read_json(path: str, default=None):
     try:
         with open(path, encoding="utf-8") as f:
@@ -125,6 +118,8 @@ def train(name: str, threads: int) -> dict:
     os.makedirs(rdir, exist_ok=True)
     cost_path = os.path.join(rdir, "study_cost.json")
     cost = _read_json(cost_path, {"seconds": 0.0, "sittings": 0})
+    from addersr_plugin.demo import basicsr_command  # the installed `basicsr` script, as the demo runs it
+
     cmd = basicsr_command() + ["train", "-opt", option_path(name), "--auto_resume"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     print(f"[{name}] {'resuming' if cost['sittings'] else 'starting'}: {' '.join(cmd)}", flush=True)

@@ -38,8 +38,9 @@ _PROGRESS_MARKERS = ("iter:", "Validation", "# psnr", "# ssim", "Saving", "End o
 
 
 # The AdderEDSR recipe of the quality study (docs/quality.md): ours, not the paper's.
-ADDER_RECIPE = {"image_skip": True, "dc_free_head": True}
-ADDER_LR_MULT = 10  # AdderSRModel's optim_g.adder_lr_mult (docs/quality.md, feature scale)
+ADDER_RECIPE = {"image_skip": True, "dc_free_head": True, "power_act": False}
+PAPER_RECIPE = {"image_skip": False, "dc_free_head": False, "power_act": True}
+ADDER_LR_MULT = 20  # AdderSRModel's optim_g.adder_lr_mult (docs/quality.md, feature scale)
 
 
 def model_options(name: str, arch: dict, data: dict, iters: int, batch: int, gt_size: int, lr: float,
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
               "much slower (run `make install` to build them).", flush=True)
     data = ensure_demo_set(os.path.join(workdir, "datasets"))
     body = {"num_feat": args.num_feat, "num_block": args.num_block}
-    recipe = ADDER_RECIPE if args.recipe == "ours" else {"image_skip": False, "dc_free_head": False}
+    recipe = ADDER_RECIPE if args.recipe == "ours" else PAPER_RECIPE
     adder_lr_mult = ADDER_LR_MULT if args.recipe == "ours" else 1.0
     runs = {"AdderEDSR": ("demo_adder_edsr_x2", {"type": "AdderEDSR", **body, **recipe})}
     if not args.no_cnn:

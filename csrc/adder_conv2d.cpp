@@ -37,9 +37,10 @@ TORCH_LIBRARY(addersr, m) {
       "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, int[2] stride, "
       "int[2] padding, int[2] dilation, int groups) -> Tensor");
   // The same on a float32 input quantized on the fly (q = clamp(round(x / scale) + zero_point)),
-  // returning float32 out_scale[c]·Σ + out_bias[c]: one quantized inference layer in one call.
+  // returning float32 out_scale[c]·Σ + out_bias[c] (+ residual, then ReLU, when asked): one
+  // quantized inference layer, with its unit's shortcut and activation, in one call.
   m.def(
       "adder_conv2d_u8_affine(Tensor input, Tensor weight, float scale, int zero_point, "
       "Tensor out_scale, Tensor out_bias, int[2] stride, int[2] padding, int[2] dilation, "
-      "int groups) -> Tensor");
+      "int groups, Tensor? residual=None, bool relu=False) -> Tensor");
 }

@@ -62,7 +62,7 @@ def test_single_channel_edsr_with_matching_mean():
 
 @pytest.mark.parametrize("num_block, adder_up, scale", [(2, False, 4), (3, True, 4), (1, True, 3), (2, True, 2)])
 def test_adder_edsr_composition(num_block, adder_up, scale):
-    net = AdderEDSR(upscale=scale, adder_upsampler=adder_up, **dict(TINY_EDSR, num_block=num_block))
+    net = AdderEDSR(upscale=scale, adder_upsampler=adder_up, power_act=True, **dict(TINY_EDSR, num_block=num_block))
     up_steps = {2: 1, 3: 1, 4: 2}[scale] if adder_up else 0
     units = 2 * num_block + 1  # two per residual block + conv_after_body
     # the adder upsampler's steps are adder units too (one wiring of adder -> BN -> power), without shortcut
@@ -96,8 +96,10 @@ def test_cnn_counterparts_contain_no_adder_parts(net):
 ])
 @pytest.mark.parametrize("arch", [AdderEDSR, AdderVDSR])
 def test_ablation_switch_removes_part(arch, switch, cls):
-    kwargs = TINY_EDSR if arch is AdderEDSR else TINY_VDSR
+    # AdderEDSR's default has no power activation (docs/quality.md); start from the paper's units
+    kwargs = dict(TINY_EDSR, power_act=True) if arch is AdderEDSR else TINY_VDSR
     assert _count(arch(**kwargs), cls) > 0
+    kwargs = {k: v for k, v in kwargs.items() if k not in switch}
     net = arch(**kwargs, **switch)
     assert _count(net, cls) == 0
     assert torch.isfinite(net(torch.rand(1, 3, 5, 5))).all()
@@ -125,12 +127,13 @@ def test_self_shortcut_changes_the_function():
 
 
 def test_adder_edsr_param_count_relates_to_edsr():
-    # Each body conv (bias, 3x3, C->C) becomes an adder layer (no bias) + BN (2C) + alpha (1).
+    # Each body conv (bias, 3x3, C->C) becomes an adder layer (no bias) + BN (2C), + alpha (1)
+    # with the paper's power activation.
     for feat, blocks, scale in [(64, 16, 2), (64, 16, 3), (256, 32, 4)]:
         cnn = _nparams(EDSR(3, 3, feat, blocks, scale))
-        adder = _nparams(AdderEDSR(3, 3, feat, blocks, scale))
         body_convs = 2 * blocks + 1
-        assert adder == cnn + body_convs * (-feat + 2 * feat + 1)
+        assert _nparams(AdderEDSR(3, 3, feat, blocks, scale)) == cnn + body_convs * (-feat + 2 * feat)
+        assert _nparams(AdderEDSR(3, 3, feat, blocks, scale, power_act=True)) == cnn + body_convs * (-feat + 2 * feat + 1)
 
 
 def test_adder_vdsr_param_count_relates_to_vdsr():
@@ -143,7 +146,8 @@ def test_adder_vdsr_param_count_relates_to_vdsr():
 @pytest.mark.parametrize("arch", [AdderEDSR, AdderVDSR])
 def test_gradients_reach_every_parameter_and_step_changes_alpha(arch):
     torch.manual_seed(0)
-    kwargs = dict(TINY_EDSR, upscale=2, adder_upsampler=True) if arch is AdderEDSR else dict(TINY_VDSR, upscale=2)
+    kwargs = dict(TINY_EDSR, upscale=2, adder_upsampler=True, power_act=True) if arch is AdderEDSR \
+        else dict(TINY_VDSR, upscale=2)
     net = arch(**kwargs)
     lq, gt = torch.rand(2, 3, 6, 6), torch.rand(2, 3, 12, 12)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -217,3 +221,15 @@ def test_no_nan_with_zero_input_and_small_alpha(arch):
 def test_mean_buffer_follows_dtype():
     net = AdderEDSR(upscale=2, **TINY_EDSR).double()
     assert net(torch.rand(1, 3, 4, 4, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_adder_edsr_default_is_the_study_recipe():
+    """The quality study's winner (docs/quality.md): image skip, DC-free head, no power activation;
+    the paper's AdderEDSR is the three switches the other way."""
+    from addersr_plugin.archs._arch_util import DCFreeConv2d
+
+    net = AdderEDSR(**TINY_EDSR)
+    assert net.image_skip and isinstance(net.conv_first, DCFreeConv2d) and _count(net, PowerActivation) == 0
+    paper = AdderEDSR(**TINY_EDSR, image_skip=False, dc_free_head=False, power_act=True)
+    assert not paper.image_skip and type(paper.conv_first) is nn.Conv2d
+    assert _count(paper, PowerActivation) == 2 * TINY_EDSR["num_block"] + 1  # one per adder unit

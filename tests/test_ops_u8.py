@@ -345,6 +345,39 @@ def test_affine_op_matches_reference(name):
     torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-5)  # fma vs addcmul rounding only
 
 
+@pytest.mark.parametrize("residual, relu", [(True, False), (False, True), (True, True)],
+                         ids=["residual", "relu", "residual-relu"])
+@pytest.mark.parametrize("name", ["rgb-stem-27taps", "groups4-stride2-dil2", "channels-last", "non-contiguous",
+                                  "edsr-like-K576", "ragged-K45-batch3"])
+def test_affine_epilogue_matches_reference(name, residual, relu):
+    """The fused shortcut and ReLU of an adder unit: max(fma(Σ, a, b) + residual, 0) in float32,
+    against the reference (which rounds the affine once, as the kernel's fma does)."""
+    x, w, scale, zp, stride, padding, dilation, groups = _float_case(name, scale=0.013)
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(w.shape[0], generator=g) * 0.01, torch.randn(w.shape[0], generator=g)
+    plain = adder_conv2d_u8_affine(x, w, 0.013, zp, a, b, stride, padding, dilation, groups)
+    # a residual of the output's shape, non-contiguous on purpose (the kernel makes it contiguous)
+    r = torch.randn(plain.shape[0], plain.shape[1], plain.shape[3], plain.shape[2], generator=g).transpose(2, 3) \
+        if residual else None
+    y = adder_conv2d_u8_affine(x, w, 0.013, zp, a, b, stride, padding, dilation, groups, residual=r, relu=relu)
+    ref = adder_conv2d_u8_affine_reference(x, w, 0.013, zp, a, b, stride, padding, dilation, groups, r, relu)
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-6)
+    expected = plain + r if residual else plain
+    torch.testing.assert_close(y, expected.clamp_min(0) if relu else expected, rtol=1e-6, atol=1e-6)
+    if relu:
+        assert (y >= 0).all() and (y == 0).any()  # the ReLU did cut something
+
+
+def test_affine_epilogue_opcheck():
+    x, w, scale, zp, stride, padding, dilation, groups = _float_case("groups4-stride2-dil2")
+    cout = w.shape[0]
+    out = adder_conv2d_u8_affine(x, w, scale, zp, torch.rand(cout), torch.rand(cout), stride, padding, dilation,
+                                 groups)
+    torch.library.opcheck(AFFINE.default, (x, w, scale, zp, torch.rand(cout), torch.rand(cout),
+                                           list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)), groups,
+                                           torch.randn(out.shape), True))
+
+
 def test_quantize_u8_rounds_half_to_even_and_clamps():
     x = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5, 1000.0, -1000.0]) * 0.25
     assert quantize_u8(x, 0.25, 10).tolist() == [10, 12, 12, 10, 8, 255, 0]
@@ -383,6 +416,14 @@ AFFINE_BAD = [
     ("zero-point", lambda: _affine_args(zero_point=-3), ValueError, r"zero_point must be in \[0, 255\], got -3"),
     ("groups", lambda: _affine_args(groups=4, weight=_u8(6, 1, 3, 3)), ValueError,
      r"out channels 6 are not divisible by groups=4"),
+    ("residual-shape", lambda: _affine_args(residual=torch.zeros(2, 4, 8, 8)), ValueError,
+     r"residual must have the output's shape \(2, 6, 8, 8\), got \(2, 4, 8, 8\)"),
+    ("residual-dtype", lambda: _affine_args(residual=torch.zeros(2, 6, 8, 8, dtype=torch.float64)), TypeError,
+     r"residual must be float32, got dtype torch.float64"),
+    ("residual-list", lambda: _affine_args(residual=[0.0]), TypeError, r"residual must be a tensor or None, got list"),
+    ("residual-device", lambda: _affine_args(residual=torch.zeros(2, 6, 8, 8, device="meta")), ValueError,
+     r"residual is on meta but input is on cpu"),
+    ("relu-int", lambda: _affine_args(relu=1), TypeError, r"relu must be a bool, got int"),
 ]
 
 
@@ -398,6 +439,9 @@ def test_affine_bad_input_is_named(impl, case):
     ("scale", lambda a: a.update(scale=-1.0), r"scale must be positive and finite, got -1"),
     ("out-scale", lambda a: a.update(out_scale=torch.ones(3)), r"out_scale and out_bias must be float32 \(6,\)"),
     ("input-uint8", lambda a: a.update(input=_u8(2, 4, 8, 8)), r"input must be float32, got Byte"),
+    ("residual", lambda a: a.update(residual=torch.zeros(2, 6, 8, 7)),
+     r"residual must be a float32 tensor of the output's shape \(2, 6, 8, 8\) on the input's device, got Float "
+     r"\(2, 6, 8, 7\)"),
 ], ids=lambda c: c[0])
 def test_affine_direct_call_checks(case):
     if not extension_available():

@@ -44,10 +44,12 @@ def test_interrupted_run_resumes_and_finished_run_is_skipped(tmp_path, study, mo
 
     done = study.train("tiny", threads=1)
     assert done["sittings"] == 1 and done["seconds"] > 0 and done["iters"] == study.study.ITERS
-    sitting = open(os.path.join(study.run_dir("tiny"), "study_sitting1.log"), encoding="utf-8").read()
+    sitting = open(os.path.join(study.sittings_dir("tiny"), "sitting1.log"), encoding="utf-8").read()
     assert "Resuming training from epoch: 0, iter: 2." in sitting
     assert "iter:       3" in sitting and "iter:       1," not in sitting
     assert os.path.isfile(os.path.join(study.run_dir("tiny"), "models", "net_g_latest.pth"))
+    # the runner's files live beside the run folder, so basicsr never renames it to *_archived_*
+    assert not [d for d in os.listdir(tmp_path / "experiments") if "_archived_" in d]
     with open(os.path.join(study.run_dir("tiny"), "study_done.json"), encoding="utf-8") as f:
         assert json.load(f) == done
 
@@ -80,10 +82,10 @@ def test_interrupted_run_resumes_and_finished_run_is_skipped(tmp_path, study, mo
 def test_failed_training_is_reported_and_not_marked_done(tmp_path, study):
     (tmp_path / "options" / "study").mkdir(parents=True)
     write_yaml(study.option_path("broken"), {"name": "study_broken", "model_type": "SRModel"})
-    with pytest.raises(RuntimeError, match=r"\[broken\] basicsr train failed \(exit \d+\); see .*study_sitting1.log"):
+    with pytest.raises(RuntimeError, match=r"\[broken\] basicsr train failed \(exit \d+\); see .*study_sittings.broken.sitting1.log"):
         study.train("broken", threads=1)
     assert not os.path.exists(os.path.join(study.run_dir("broken"), "study_done.json"))
-    cost = json.load(open(os.path.join(study.run_dir("broken"), "study_cost.json"), encoding="utf-8"))
+    cost = json.load(open(os.path.join(study.sittings_dir("broken"), "study_cost.json"), encoding="utf-8"))
     assert cost["sittings"] == 1  # the next sitting is numbered on
 
 

@@ -20,7 +20,8 @@ from addersr_plugin.quant import (Grid, QuantAdderConv2d, QuantCheckpointError, 
                                   grid_for_range, load_int8, psnr, quantize, quantize_model, read_int8, save_int8)
 from addersr_plugin.quant.calibrate import CalibrationError
 
-NET_G = dict(type="AdderEDSR", num_in_ch=3, num_out_ch=3, num_feat=16, num_block=2, upscale=2)
+# the paper's power activation on: the quantizer must handle every unit AdderEDSR can have
+NET_G = dict(type="AdderEDSR", num_in_ch=3, num_out_ch=3, num_feat=16, num_block=2, upscale=2, power_act=True)
 
 
 # --------------------------------------------------------------------------- the arithmetic
@@ -138,8 +139,11 @@ def test_round_trip_on_a_trained_net(trained, tmp_path):
     assert not any(isinstance(m, PowerActivation) for m in qnet.modules())
     # Every unit runs its in-place inference version (verified against the generic block).
     from addersr_plugin.quant.block import InferenceShortcutBlock
-    assert len(report["inplace_blocks"]) == n_units
+    from addersr_plugin.quant.block import InferenceResidualBlock
+    n_res = trained.__class__.__name__ == "AdderEDSR" and len(trained.body)
+    assert len(report["inplace_blocks"]) == n_units + n_res
     assert sum(isinstance(m, InferenceShortcutBlock) for m in qnet.modules()) == n_units
+    assert sum(isinstance(m, InferenceResidualBlock) for m in qnet.modules()) == n_res == 2
     generic = convert(trained, *collect(trained, calib), report["method"])
     with torch.inference_mode():
         assert torch.equal(generic(held_lr), qnet(held_lr))
@@ -154,6 +158,7 @@ def test_round_trip_on_a_trained_net(trained, tmp_path):
     loaded, scale, rep = load_int8(path)
     assert scale == 2 and rep["method"] == report["method"]
     assert sum(isinstance(m, InferenceShortcutBlock) for m in loaded.modules()) == n_units
+    assert sum(isinstance(m, InferenceResidualBlock) for m in loaded.modules()) == n_res
     with torch.inference_mode():
         assert torch.equal(loaded(held_lr), out)
 

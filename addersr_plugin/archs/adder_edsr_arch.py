@@ -85,7 +85,10 @@ class AdderEDSR(nn.Module):
         img_range (float): image range. Default 255.
         rgb_mean (sequence of float): per-channel mean (one per input channel).
         shortcut (bool): self-shortcut in each adder unit. Default True.
-        power_act (bool): power activation after each adder layer. Default True.
+        power_act (bool): the paper's learnable power activation after each adder unit.
+            Default False: the quality study (docs/quality.md) measured AdderEDSR better without
+            it, at the study's and at a 5x longer schedule, and about twice as fast to train;
+            ``True`` is the paper's AdderEDSR.
         norm ("bn" or None): BatchNorm after each adder layer. Default "bn".
         eta (float or None): adaptive learning rate of the adder layers. Default 0.2.
         weight_grad ("full"/"sign"), input_grad ("hardtanh"/"sign"): adder backward modes.
@@ -105,7 +108,7 @@ class AdderEDSR(nn.Module):
 
     def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int = 64, num_block: int = 16, upscale: int = 4,
                  res_scale: float = 1, img_range: float = 255., rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040),
-                 shortcut: bool = True, power_act: bool = True, norm: Optional[str] = "bn",
+                 shortcut: bool = True, power_act: bool = False, norm: Optional[str] = "bn",
                  eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
                  adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False,
                  adder_upsampler: bool = False, image_skip: bool = True, dc_free_head: bool = True):

@@ -28,7 +28,7 @@ SCHEMAS = {
     "adder_conv2d_u8_affine": (
         "adder_conv2d_u8_affine(Tensor input, Tensor weight, float scale, int zero_point, "
         "Tensor out_scale, Tensor out_bias, int[2] stride, int[2] padding, int[2] dilation, "
-        "int groups) -> Tensor"
+        "int groups, Tensor? residual=None, bool relu=False) -> Tensor"
     ),
 }
 

@@ -16,7 +16,7 @@ AVX2) the exact int64 reference runs, after one warning. Not differentiable (int
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -104,7 +104,8 @@ def _adder_conv2d_u8_fake(input, weight, zero_point, stride, padding, dilation, 
 
 # --------------------------------------------------------------------------- fused inference op
 
-def check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation, groups):
+def check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation, groups,
+                      residual=None, relu=False):
     stride, padding, dilation = check_args_u8(input, weight, zero_point, stride, padding, dilation, groups, _AFFINE)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (0 < scale < float("inf")):
         raise ValueError(f"{_AFFINE}: scale must be a positive finite number, got {scale!r}")
@@ -118,39 +119,57 @@ def check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, str
             raise ValueError(f"{_AFFINE}: {name} must have shape ({cout},), got {tuple(t.shape)}")
         if t.device != input.device:
             raise ValueError(f"{_AFFINE}: {name} is on {t.device} but input is on {input.device}")
+    if not isinstance(relu, bool):
+        raise TypeError(f"{_AFFINE}: relu must be a bool, got {type(relu).__name__}")
+    if residual is not None:
+        if not isinstance(residual, Tensor):
+            raise TypeError(f"{_AFFINE}: residual must be a tensor or None, got {type(residual).__name__}")
+        ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+        out_shape = (input.shape[0], weight.shape[0], ho, wo)
+        if residual.dtype != torch.float32:
+            raise TypeError(f"{_AFFINE}: residual must be float32, got dtype {residual.dtype}")
+        if tuple(residual.shape) != out_shape:
+            raise ValueError(f"{_AFFINE}: residual must have the output's shape {out_shape}, got "
+                             f"{tuple(residual.shape)}")
+        if residual.device != input.device:
+            raise ValueError(f"{_AFFINE}: residual is on {residual.device} but input is on {input.device}")
     return stride, padding, dilation
 
 
 def adder_conv2d_u8_affine(input: Tensor, weight: Tensor, scale: float, zero_point: int, out_scale: Tensor,
                            out_bias: Tensor, stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
-                           groups: int = 1) -> Tensor:
-    """One quantized inference layer in one call (CPU): ``out_scale[c]·Σ|q(x) − w| + out_bias[c]``.
+                           groups: int = 1, residual: Optional[Tensor] = None, relu: bool = False) -> Tensor:
+    """One quantized inference layer in one call (CPU): ``out_scale[c]·Σ|q(x) − w| + out_bias[c]``,
+    then ``+ residual`` and ``max(·, 0)`` when asked (an adder unit's self-shortcut and ReLU).
 
     ``q(x) = clamp(round(x / scale) + zero_point, 0, 255)`` (round half to even, float32
     arithmetic, :func:`quantize_u8`) is applied while the input is padded, and the affine while
     the sums are stored: no uint8 or int32 tensor is materialised. ``input`` is float32 (N, Cin,
     H, W), ``weight`` uint8 on the same grid, ``out_scale``/``out_bias`` float32 (Cout,).
     Returns float32 (N, Cout, Ho, Wo); the sums are exactly those of :func:`adder_conv2d_u8`.
+    ``residual`` (float32, the output's shape) is added after the affine and ``relu`` applied
+    last, in the store: in float32, ``max(fma(Σ, out_scale, out_bias) + residual, 0)``.
     """
     stride, padding, dilation = check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride,
-                                                  padding, dilation, groups)
+                                                  padding, dilation, groups, residual, relu)
     return _ops.adder_conv2d_u8_affine(input, weight, float(scale), zero_point, out_scale, out_bias, stride,
-                                       padding, dilation, groups)
+                                       padding, dilation, groups, residual, relu)
 
 
 def adder_conv2d_u8_affine_reference(input: Tensor, weight: Tensor, scale: float, zero_point: int,
                                      out_scale: Tensor, out_bias: Tensor, stride: IntPair = 1, padding: IntPair = 0,
-                                     dilation: IntPair = 1, groups: int = 1) -> Tensor:
-    """The pure-PyTorch reference of :func:`adder_conv2d_u8_affine` (exact sums, then the affine)."""
+                                     dilation: IntPair = 1, groups: int = 1, residual: Optional[Tensor] = None,
+                                     relu: bool = False) -> Tensor:
+    """The pure-PyTorch reference of :func:`adder_conv2d_u8_affine` (exact sums, then the epilogue)."""
     stride, padding, dilation = check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride,
-                                                  padding, dilation, groups)
+                                                  padding, dilation, groups, residual, relu)
     return reference_forward_u8_affine(input, weight, float(scale), zero_point, out_scale, out_bias, stride,
-                                       padding, dilation, groups)
+                                       padding, dilation, groups, residual, relu)
 
 
 @torch.library.register_fake("addersr::adder_conv2d_u8_affine")
 def _adder_conv2d_u8_affine_fake(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
-                                 groups):
+                                 groups, residual=None, relu=False):
     torch._check(input.dim() == 4 and weight.dim() == 4, lambda: f"{_AFFINE}: input and weight must be 4-D")
     torch._check(input.shape[1] != 0, lambda: "adder_conv2d_u8: input has zero channels (Cin == 0)")
     ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)

@@ -54,11 +54,18 @@ def quantize_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
 
 
 def reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
-                                groups) -> torch.Tensor:
-    """``out_scale[c] · Σ|quantize(x) − w| + out_bias[c]`` in float32 (the sums exact)."""
+                                groups, residual=None, relu=False) -> torch.Tensor:
+    """``out_scale[c] · Σ|quantize(x) − w| + out_bias[c]`` in float32 (the sums exact), then
+    ``+ residual`` and ``max(·, 0)`` when asked, in that order (the kernel's epilogue)."""
     sums = reference_forward_u8(quantize_u8(input, scale, zero_point), weight, zero_point, stride, padding,
                                 dilation, groups)
-    return torch.addcmul(out_bias.view(1, -1, 1, 1), sums.float(), out_scale.view(1, -1, 1, 1)).contiguous()
+    # the affine rounded once, as the kernel's fma: exact in float64 (|Σ| < 2^24), then to float32
+    y = (sums.double() * out_scale.double().view(1, -1, 1, 1) + out_bias.double().view(1, -1, 1, 1)).float()
+    if residual is not None:
+        y = y + residual
+    if relu:
+        y = y.clamp_min(0)
+    return y.contiguous()
 
 
 def fallback_forward_u8(input, weight, zero_point, stride, padding, dilation, groups) -> torch.Tensor:
@@ -83,11 +90,11 @@ def _warn_once() -> None:
 
 
 def fallback_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
-                               groups) -> torch.Tensor:
+                               groups, residual=None, relu=False) -> torch.Tensor:
     """The fused operator's kernel when the compiled one is missing (same warning, once)."""
     if input.device.type != "cpu":
         raise RuntimeError(f"adder_conv2d_u8_affine: only CPU tensors are supported (there is no CUDA kernel), "
                            f"got input on {input.device}")
     _warn_once()
     return reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding,
-                                       dilation, groups)
+                                       dilation, groups, residual, relu)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .calibrate import adder_layers
-from .block import InferenceShortcutBlock, replaceable
+from .block import InferenceResidualBlock, InferenceShortcutBlock, replaceable, residual_replaceable
 from .convert import _set_child, skeleton
 from .layer import QuantAdderConv2d
 
@@ -96,7 +96,7 @@ def build_int8(ckpt: Dict[str, Any], path: str = "<checkpoint>") -> Tuple[nn.Mod
         net.load_state_dict(ckpt["params"], strict=True)
     except RuntimeError as exc:
         raise QuantCheckpointError(f"{path}: params do not fit network_g: {exc}") from exc
-    # Blocks that `quantize_model` verified and made in-place (same function, faster).
+    # Blocks that `quantize_model` verified and made fused/in-place (same function, faster).
     report = ckpt.get("report") if isinstance(ckpt.get("report"), dict) else {}
     for name in report.get("inplace_blocks", []):
         try:
@@ -105,6 +105,8 @@ def build_int8(ckpt: Dict[str, Any], path: str = "<checkpoint>") -> Tuple[nn.Mod
             continue
         if replaceable(block):
             _set_child(net, name, InferenceShortcutBlock(block))
+        elif residual_replaceable(block):  # listed after its units, which are replaced by now
+            _set_child(net, name, InferenceResidualBlock(block))
     return net, int(ckpt["scale"])
 
 

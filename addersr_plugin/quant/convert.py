@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .calibrate import METHODS, CalibrationError, LayerStats, adder_layers, choose_grid, collect
-from .block import InferenceShortcutBlock, replaceable
+from .block import InferenceResidualBlock, InferenceShortcutBlock, replaceable, residual_replaceable
 from .layer import QuantAdderConv2d
 from .power import replace_power_activations
 
@@ -34,12 +34,9 @@ def convert(model: nn.Module, stats: Dict[str, LayerStats], folds: Dict[str, str
     return replace_power_activations(q)
 
 
-@torch.inference_mode()
-def fuse_blocks(q: nn.Module, batches: Sequence[Tensor]) -> List[str]:
-    """Replace each replaceable ShortcutAdderBlock of ``q`` by its in-place inference version,
-    keeping a replacement only if it reproduces the block's output on the inputs the block sees
-    for ``batches`` (to float32 rounding). Returns the names of the blocks replaced."""
-    names = [name for name, m in q.named_modules() if replaceable(m)]
+def _replace_verified(q: nn.Module, names: List[str], make_fast, batches: Sequence[Tensor]) -> List[str]:
+    """Replace each module ``names`` of ``q`` by ``make_fast(module)`` where that reproduces the
+    module's output (to float32 rounding) on the inputs it sees for ``batches``."""
     inputs: Dict[str, List[Tensor]] = {name: [] for name in names}
     handles = [q.get_submodule(n).register_forward_pre_hook(lambda _m, a, n=n: inputs[n].append(a[0].clone()))
                for n in names]
@@ -49,14 +46,28 @@ def fuse_blocks(q: nn.Module, batches: Sequence[Tensor]) -> List[str]:
     finally:
         for h in handles:
             h.remove()
-    fused = []
+    replaced = []
     for name in names:
         block = q.get_submodule(name)
-        fast = InferenceShortcutBlock(block)
+        fast = make_fast(block)
         if inputs[name] and all(torch.allclose(fast(x.clone()), block(x), rtol=1e-5, atol=1e-5 * float(x.abs().max()))
                                 for x in inputs[name]):
             _set_child(q, name, fast)
-            fused.append(name)
+            replaced.append(name)
+    return replaced
+
+
+@torch.inference_mode()
+def fuse_blocks(q: nn.Module, batches: Sequence[Tensor]) -> List[str]:
+    """Replace each replaceable ShortcutAdderBlock of ``q`` by its inference version (shortcut and
+    ReLU fused into the integer kernel, the rest in place), then each AdderEDSR residual block
+    around two such units by its in-place version, keeping a replacement only if it reproduces
+    the module's output on the inputs it sees for ``batches`` (to float32 rounding). Returns the
+    names of the modules replaced."""
+    fused = _replace_verified(q, [n for n, m in q.named_modules() if replaceable(m)], InferenceShortcutBlock,
+                              batches)
+    fused += _replace_verified(q, [n for n, m in q.named_modules() if residual_replaceable(m)],
+                               InferenceResidualBlock, batches)
     return fused
 
 

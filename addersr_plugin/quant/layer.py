@@ -82,11 +82,14 @@ class QuantAdderConv2d(nn.Module):
         return adder_conv2d_u8(quantize(x, grid), self.qweight, grid.zero_point, self.stride, self.padding,
                                self.dilation, self.groups)
 
-    def forward(self, x: Tensor) -> Tensor:
-        # One fused call: quantize while padding, SAD sums, the affine while storing.
+    def forward(self, x: Tensor, residual: Optional[Tensor] = None, relu: bool = False) -> Tensor:
+        # One fused call: quantize while padding, SAD sums, and in the store the affine, then
+        # `+ residual` and ReLU when asked (an adder unit's self-shortcut and activation, so
+        # they cost no pass over memory of their own).
         grid = self.input_grid
         y = adder_conv2d_u8_affine(x.float(), self.qweight, grid.scale, grid.zero_point, self.out_scale,
-                                   self.out_bias, self.stride, self.padding, self.dilation, self.groups)
+                                   self.out_bias, self.stride, self.padding, self.dilation, self.groups,
+                                   None if residual is None else residual.float(), relu)
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -22,7 +22,8 @@ ITERS = 2000
 LR = 2e-3
 
 SMALL = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 32, "num_block": 4, "upscale": SCALE}
-PAPER = {"type": "AdderEDSR", **SMALL, "image_skip": False, "dc_free_head": False}  # the paper's AdderEDSR
+# the paper's AdderEDSR, every unit spelled out (the arch's defaults follow the study's winner)
+PAPER = {"type": "AdderEDSR", **SMALL, "image_skip": False, "dc_free_head": False, "power_act": True}
 OURS = {**PAPER, "image_skip": True, "dc_free_head": True}
 
 # name -> (group, what it tests, network_g, overrides of the base options)
@@ -54,7 +55,51 @@ STUDY = {
                       "path": {"pretrain_network_t": "experiments/study_edsr/models/net_g_latest.pth",
                                "ignore_resume_networks": ["network_t"]},
                       "train": {"distill_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}}}),
+    # the best ablation (no power activation) combined with what helped on the full unit
+    "ours_nopower_lr10": ("combined", "ours without the power activation, adder weights at 10x the learning rate",
+                          {**OURS, "power_act": False},
+                          {"model_type": "AdderSRModel", "train": {"optim_g": {"adder_lr_mult": 10}}}),
+    "ours_nopower_distill": ("combined", "ours without the power activation, 10x adder learning rate, output "
+                             "distillation from the trained EDSR twin",
+                             {**OURS, "power_act": False},
+                             {"model_type": "AdderSRModel",
+                              "network_t": {"type": "EDSR", **SMALL},
+                              "path": {"pretrain_network_t": "experiments/study_edsr/models/net_g_latest.pth",
+                                       "ignore_resume_networks": ["network_t"]},
+                              "train": {"optim_g": {"adder_lr_mult": 10},
+                                        "distill_opt": {"type": "L1Loss", "loss_weight": 1.0,
+                                                        "reduction": "mean"}}}),
+    "ours_nopower_lr20": ("combined", "ours without the power activation, adder weights at 20x the learning rate",
+                          {**OURS, "power_act": False},
+                          {"model_type": "AdderSRModel", "train": {"optim_g": {"adder_lr_mult": 20}}}),
+    "ours_nopower_noshortcut": ("combined", "ours without the power activation and the self-shortcut, 10x adder "
+                                "learning rate", {**OURS, "power_act": False, "shortcut": False},
+                                {"model_type": "AdderSRModel", "train": {"optim_g": {"adder_lr_mult": 10}}}),
 }
+
+# The long schedule: a few configurations at LONG_ITERS iterations (5x the study's), on a lent GPU
+# (benchmarks/quality/run_long_gpu.sh), for the gap-vs-iterations question: does the adder-CNN gap
+# close with training, or is it the method's? Same data, batch, patch, learning rate and cosine
+# schedule as the study, stretched; the loader gets worker processes (a GPU iteration is faster than
+# one process decodes 16 PNG sub-images). Two runs also at EDSR-baseline size (64 features, 16
+# blocks). name -> (study configuration it stretches, network_g changes, other overrides); every
+# long run compares with the EDSR twin of its own size (LONG_TWIN).
+LONG_ITERS = 10000
+LONG_OUT = os.path.join(OUT, "long")
+BASELINE_SIZE = {"num_feat": 64, "num_block": 16}
+LONG = {
+    "long_edsr": ("edsr", {}, {}),
+    "long_adder_paper": ("adder_paper", {}, {}),
+    "long_ours_adder_lr10": ("ours_adder_lr10", {}, {}),
+    "long_ours_nopower_lr10": ("ours_nopower_lr10", {}, {}),
+    "long_ours_nopower_distill": ("ours_nopower_distill", {},
+                                  {"path": {"pretrain_network_t": "experiments/study_long_edsr/models/net_g_latest.pth"}}),
+    "long64_edsr": ("edsr", BASELINE_SIZE, {}),
+    "long64_ours_nopower_lr10": ("ours_nopower_lr10", BASELINE_SIZE, {}),
+}
+LONG_TWIN = {n: ("long64_edsr" if n.startswith("long64_") else "long_edsr") for n in LONG}
+LONG_DEPENDS = {"long_ours_nopower_distill": "long_edsr"}
+LONG_LOADER = {"num_worker_per_gpu": 3}
 
 # Held-out images that are not photographs: Ubuntu 20.04's default wallpaper "Fossa" is a rendered
 # colour gradient. It stays in the held-out set as a check for grid patterns and colour casts on
@@ -63,14 +108,14 @@ STUDY = {
 NOT_PHOTOS = ["lomiri-wallpapers-20_04_Fossa_by_Jasper_Roks"]
 
 # student -> teacher: the runner trains the teacher first (distillation runs)
-DEPENDS: dict[str, str] = {"ours_distill": "edsr"}
+DEPENDS: dict[str, str] = {"ours_distill": "edsr", "ours_nopower_distill": "edsr"}
 # the runs whose outputs the report shows side by side (docs/quality/compare_*.png)
-SHOWN = ["adder_paper", "adder_skip", "adder_skip_dcfree", "ours_adder_lr10", "edsr"]
+SHOWN = ["adder_paper", "adder_skip_dcfree", "ours_adder_lr10", "ours_nopower_lr20", "edsr"]
 # the runs whose adder layers' input and weight magnitudes the report compares
-SCALE_RUNS = ["adder_paper", "adder_skip_dcfree", "ours_adder_lr10"]
+SCALE_RUNS = ["adder_paper", "adder_skip_dcfree", "ours_adder_lr10", "ours_nopower_lr20"]
 
 
-def base_options(name: str, network_g: dict) -> dict:
+def base_options(name: str, network_g: dict, iters: int = ITERS) -> dict:
     return {
         "name": f"study_{name}",
         "model_type": "SRModel",
@@ -99,16 +144,17 @@ def base_options(name: str, network_g: dict) -> dict:
         "train": {
             "ema_decay": 0,
             "optim_g": {"type": "Adam", "lr": LR, "weight_decay": 0, "betas": [0.9, 0.99]},
-            "scheduler": {"type": "CosineAnnealingRestartLR", "periods": [ITERS], "restart_weights": [1],
+            "scheduler": {"type": "CosineAnnealingRestartLR", "periods": [iters], "restart_weights": [1],
                           "eta_min": LR / 100},
-            "total_iter": ITERS, "warmup_iter": -1,
+            "total_iter": iters, "warmup_iter": -1,
             "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"},
         },
         "val": {
-            "val_freq": 500, "save_img": False,
+            "val_freq": iters // 4 if iters <= ITERS else iters // 10, "save_img": False,
             "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": SCALE, "test_y_channel": True}},
         },
-        "logger": {"print_freq": 100, "save_checkpoint_freq": 500, "use_tb_logger": False},
+        "logger": {"print_freq": 100, "save_checkpoint_freq": iters // 4 if iters <= ITERS else iters // 10,
+                   "use_tb_logger": False},
     }
 
 
@@ -132,6 +178,19 @@ def main() -> None:
         with open(path, "w", encoding="utf-8") as f:
             f.write(f"# quality study ({group}): {what}\n"
                     "# generated by benchmarks/quality/make_study_options.py; run by run_study.py\n")
+            yaml.safe_dump(opt, f, sort_keys=False)
+        print(path)
+    os.makedirs(LONG_OUT, exist_ok=True)
+    for name, (base, size, overrides) in LONG.items():
+        group, what, net, base_overrides = STUDY[base]
+        opt = merge(base_options(name, {**net, **size}, LONG_ITERS), base_overrides)
+        opt = merge(opt, overrides)
+        opt["datasets"]["train"].update(LONG_LOADER)
+        path = os.path.join(LONG_OUT, f"{name}.yml")
+        sized = f", {size['num_feat']} features, {size['num_block']} blocks" if size else ""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"# quality study, long schedule ({LONG_ITERS} iterations on a GPU{sized}): {what}\n"
+                    "# generated by benchmarks/quality/make_study_options.py; run by run_long_gpu.sh\n")
             yaml.safe_dump(opt, f, sort_keys=False)
         print(path)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -49,8 +50,24 @@ def run_dir(name: str) -> str:
     return os.path.join(ROOT, "experiments", f"study_{name}")
 
 
+def sittings_dir(name: str) -> str:
+    """The runner's cost record and per-sitting logs of a run (beside basicsr's run folder)."""
+    return os.path.join(ROOT, "experiments", "study_sittings", name)
+
+
 def option_path(name: str) -> str:
+    if name in study.LONG:
+        return os.path.join(ROOT, "options", "study", "long", f"{name}.yml")
     return os.path.join(ROOT, "options", "study", f"{name}.yml")
+
+
+def describe(name: str) -> str:
+    """What a run changes, for the tables."""
+    if name in study.LONG:
+        base, size, _ = study.LONG[name]
+        sized = f" at {size['num_feat']} features, {size['num_block']} blocks" if size else ""
+        return f"`{base}`{sized}, {study.LONG_ITERS} iterations"
+    return study.STUDY[name][1]
 
 
 def _read_json(path: str, default=None):
@@ -77,12 +94,17 @@ def archive_dir(name: str) -> str:
     return os.path.join(ROOT, "benchmarks", "quality", "runs", name)
 
 
+ARCHIVE_MODEL_LIMIT = 2 * 2**20  # bytes; larger models (64/16) are scored once and not committed
+
+
 def archive(name: str) -> None:
     import shutil
 
     rdir, adir = run_dir(name), archive_dir(name)
     os.makedirs(adir, exist_ok=True)
-    shutil.copyfile(os.path.join(rdir, "models", "net_g_latest.pth"), os.path.join(adir, "net_g_latest.pth"))
+    model = os.path.join(rdir, "models", "net_g_latest.pth")
+    if os.path.getsize(model) <= ARCHIVE_MODEL_LIMIT:
+        shutil.copyfile(model, os.path.join(adir, "net_g_latest.pth"))
     logs = sorted(f for f in os.listdir(rdir) if f.startswith("train_") and f.endswith(".log"))
     with open(os.path.join(adir, "train.log"), "w", encoding="utf-8") as out:
         for log in logs:  # every sitting's basicsr log, for the validation curve
@@ -115,15 +137,20 @@ def train(name: str, threads: int) -> dict:
     if done:
         print(f"[{name}] finished earlier ({done['seconds'] / 60:.1f} min); skipped", flush=True)
         return done
-    os.makedirs(rdir, exist_ok=True)
-    cost_path = os.path.join(rdir, "study_cost.json")
+    # the runner's own files of an unfinished run live beside the run folder, not in it: basicsr
+    # renames an existing run folder to *_archived_* when a run starts without a resume state
+    sittings = sittings_dir(name)
+    os.makedirs(sittings, exist_ok=True)
+    cost_path = os.path.join(sittings, "study_cost.json")
+    if not os.path.isfile(cost_path) and os.path.isfile(os.path.join(rdir, "study_cost.json")):
+        shutil.move(os.path.join(rdir, "study_cost.json"), cost_path)  # a run started by an older runner
     cost = _read_json(cost_path, {"seconds": 0.0, "sittings": 0})
     from addersr_plugin.demo import basicsr_command  # the installed `basicsr` script, as the demo runs it
 
     cmd = basicsr_command() + ["train", "-opt", option_path(name), "--auto_resume"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     print(f"[{name}] {'resuming' if cost['sittings'] else 'starting'}: {' '.join(cmd)}", flush=True)
-    log_path = os.path.join(rdir, f"study_sitting{cost['sittings'] + 1}.log")
+    log_path = os.path.join(sittings, f"sitting{cost['sittings'] + 1}.log")
     start = time.time()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -139,6 +166,52 @@ def train(name: str, threads: int) -> dict:
     archive(name)
     print(f"[{name}] done in {cost['seconds'] / 60:.1f} min over {cost['sittings']} sitting(s)", flush=True)
     return done
+
+
+def _log_seconds(log: str) -> float:
+    """Seconds from basicsr's first to last timestamped line of a training log."""
+    stamps = []
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line)
+            if m:
+                stamps.append(time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
+    return stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+
+
+def import_long(src: str, device: str) -> list[str]:
+    """File long-schedule runs trained elsewhere (run_long_gpu.sh's folders study_NAME with the
+    basicsr log(s) and the newest models/net_g_*.pth) as finished runs under experiments/ and
+    in the archive; a run stopped before its last iteration is filed with the iterations it reached."""
+    import glob
+    import shutil
+
+    done_names = []
+    for name in study.LONG:
+        sdir = os.path.join(src, f"study_{name}")
+        logs = sorted(glob.glob(os.path.join(sdir, "train_*.log")))
+        models = glob.glob(os.path.join(sdir, "models", "net_g_*.pth"))
+        if not logs or not models:
+            continue
+        latest = os.path.join(sdir, "models", "net_g_latest.pth")
+        model = latest if os.path.isfile(latest) else max(
+            models, key=lambda m: int(re.search(r"net_g_(\d+)\.pth$", m).group(1)))
+        rdir = run_dir(name)
+        os.makedirs(os.path.join(rdir, "models"), exist_ok=True)
+        for log in logs:
+            shutil.copyfile(log, os.path.join(rdir, os.path.basename(log)))
+        shutil.copyfile(model, os.path.join(rdir, "models", "net_g_latest.pth"))
+        iters = [it for it, _ in val_curve(name)]
+        reached = study.LONG_ITERS if os.path.isfile(latest) else int(re.search(r"(\d+)\.pth$", model).group(1))
+        done = {"seconds": sum(_log_seconds(l) for l in logs), "sittings": len(logs), "iters": reached,
+                "planned_iters": study.LONG_ITERS, "device": device,
+                "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(logs[-1])))}
+        _write_json(os.path.join(rdir, "study_done.json"), done)
+        archive(name)
+        print(f"[{name}] imported: {reached}/{study.LONG_ITERS} iterations, {done['seconds'] / 60:.1f} min on "
+              f"{device}, validation at {iters[:1]}..{iters[-1:]}", flush=True)
+        done_names.append(name)
+    return done_names
 
 
 def val_curve(name: str) -> list[tuple[int, float]]:
@@ -227,7 +300,9 @@ def group_table(results: dict, names: list[str], bicubic: dict) -> str:
     head = ["run", "what it changes", "Y-PSNR (photos)", "vs bicubic", "vs EDSR", "SSIM"] + \
         [f"{s}" for s in sources] + [f"{e.split('_')[-4]} (graphic)" for e in extra] + \
         ["worst colour error", "train min"]
-    edsr = results.get("edsr", {}).get("summary", {}).get("psnr")
+    def twin_psnr(n):  # the EDSR of the run's own size and schedule
+        return results.get(study.LONG_TWIN.get(n, "edsr"), {}).get("summary", {}).get("psnr")
+
     rows = [["bicubic", "MATLAB bicubic", f"{bicubic['summary']['psnr']:.2f}", "", "",
              f"{bicubic['summary']['ssim']:.4f}"] + [f"{bicubic['summary']['psnr_by_source'][s]:.2f}"
                                                      for s in sources]
@@ -236,10 +311,13 @@ def group_table(results: dict, names: list[str], bicubic: dict) -> str:
     for n in names:
         r = results.get(n)
         if not r or "summary" not in r:
-            rows.append([n, study.STUDY[n][1], "not run yet"] + [""] * (len(head) - 3))
+            rows.append([n, describe(n), "not run yet"] + [""] * (len(head) - 3))
             continue
-        s = r["summary"]
-        rows.append([n, study.STUDY[n][1], f"{s['psnr']:.2f}", f"{s['psnr'] - bicubic['summary']['psnr']:+.2f}",
+        s, edsr = r["summary"], twin_psnr(n)
+        what = describe(n)
+        if r["cost"].get("iters", 0) < r["cost"].get("planned_iters", 0):
+            what += f" (stopped at {r['cost']['iters']})"
+        rows.append([n, what, f"{s['psnr']:.2f}", f"{s['psnr'] - bicubic['summary']['psnr']:+.2f}",
                      f"{s['psnr'] - edsr:+.2f}" if edsr is not None else "", f"{s['ssim']:.4f}"]
                     + [f"{s['psnr_by_source'][src]:.2f}" for src in sources]
                     + [f"{s['not_photos'][e]:.2f}" for e in extra]
@@ -304,18 +382,20 @@ def plot_bars(results: dict, bicubic: dict, names: list[str], path: str, title: 
     plt.close(fig)
 
 
-def plot_gap(results: dict, names: list[str], path: str) -> None:
-    """EDSR minus each adder run on basicsr's validation, iteration by iteration (the gap curve)."""
+def plot_gap(results: dict, names: list[str], path: str, title: str = "") -> None:
+    """EDSR minus each adder run on basicsr's validation, iteration by iteration (the gap curve);
+    each run against the EDSR twin of its own size and schedule."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    edsr = dict(results.get("edsr", {}).get("curve") or [])
-    if not edsr:
+    if not results.get("edsr", {}).get("curve") and not any(
+            results.get(study.LONG_TWIN.get(n, "edsr"), {}).get("curve") for n in names):
         return
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for n in names:
+        edsr = dict(results.get(study.LONG_TWIN.get(n, "edsr"), {}).get("curve") or [])
         curve = [(it, edsr[it] - p) for it, p in results.get(n, {}).get("curve") or [] if it in edsr]
         if curve:
             it, gap = zip(*curve)
@@ -324,7 +404,7 @@ def plot_gap(results: dict, names: list[str], path: str) -> None:
     ax.axhline(0.0, color="grey")
     ax.set_xlabel("iteration")
     ax.set_ylabel("EDSR minus AdderEDSR (dB, basicsr validation)")
-    ax.set_title("gap to the CNN twin vs iteration (all 6 held-out images)")
+    ax.set_title(title or "gap to the CNN twin vs iteration (all 6 held-out images)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -399,7 +479,8 @@ def targets_block(results: dict, bicubic: dict) -> str:
         return results.get(n, {}).get("summary", {}).get("psnr")
 
     edsr, bic = psnr("edsr"), bicubic["summary"]["psnr"]
-    adders = {n: psnr(n) for n in study.STUDY if n != "edsr" and psnr(n) is not None and n != "ours_distill"}
+    distilled = {n for n in study.STUDY if study.DEPENDS.get(n) == "edsr"}  # students of the CNN twin
+    adders = {n: psnr(n) for n in study.STUDY if n != "edsr" and psnr(n) is not None and n not in distilled}
     lines = []
     if edsr is None or not adders:
         return "(not run yet)"
@@ -409,10 +490,25 @@ def targets_block(results: dict, bicubic: dict) -> str:
                  f"{adders[best]:.2f} dB = bicubic "
                  f"{adders[best] - bic:+.2f} dB (target +1.5: {ok(adders[best] - bic >= 1.5)}), "
                  f"EDSR {adders[best] - edsr:+.2f} dB (target within 0.5: {ok(edsr - adders[best] <= 0.5)})")
-    if psnr("ours_distill") is not None:
-        d = psnr("ours_distill")
-        lines.append(f"- with distillation (`ours_distill`): {d:.2f} dB = bicubic {d - bic:+.2f} dB, EDSR "
+    students = {n: psnr(n) for n in distilled if psnr(n) is not None}
+    if students:
+        n = max(students, key=students.get)
+        d = students[n]
+        lines.append(f"- best with distillation (`{n}`): {d:.2f} dB = bicubic {d - bic:+.2f} dB, EDSR "
                      f"{d - edsr:+.2f} dB (target within 0.3: {ok(edsr - d <= 0.3)})")
+    long_edsr = psnr("long_edsr")
+    long_adders = {n: psnr(n) for n in study.LONG if study.LONG_TWIN[n] == "long_edsr" and n != "long_edsr"
+                   and psnr(n) is not None and study.LONG_DEPENDS.get(n) != "long_edsr"}
+    if long_edsr is not None and long_adders:
+        best = max(long_adders, key=long_adders.get)
+        lines.append(f"- at the 5x longer schedule (GPU, `{best}`): {long_adders[best]:.2f} dB = bicubic "
+                     f"{long_adders[best] - bic:+.2f} dB (+1.5: {ok(long_adders[best] - bic >= 1.5)}), its EDSR twin "
+                     f"{long_adders[best] - long_edsr:+.2f} dB (within 0.5: {ok(long_edsr - long_adders[best] <= 0.5)})")
+        students = {n: psnr(n) for n, t in study.LONG_DEPENDS.items() if t == "long_edsr" and psnr(n) is not None}
+        if students:
+            n = max(students, key=students.get)
+            lines.append(f"- with distillation at the longer schedule (`{n}`): {students[n]:.2f} dB = EDSR twin "
+                         f"{students[n] - long_edsr:+.2f} dB (within 0.3: {ok(long_edsr - students[n] <= 0.3)})")
     lines.append(f"- paper-faithful AdderEDSR (`adder_paper`): "
                  f"{psnr('adder_paper') - bic:+.2f} dB vs bicubic" if psnr("adder_paper") else "")
     return "\n".join(l for l in lines if l)
@@ -431,7 +527,23 @@ def render(results: dict, bicubic: dict, manifest: dict, pairs: dict, bicubic_im
     everything = list(study.STUDY)
     plot_gap(results, [n for n in everything if n != "edsr" and not n.startswith("abl_")],
              os.path.join(FIG, "gap.png"))
-    blocks["TABLE:photos"] = photo_table(results, everything, bicubic)
+    long_names = list(study.LONG)
+    blocks["TABLE:long"] = group_table(results, long_names, bicubic)
+    plot_curves(results, bicubic, long_names, os.path.join(FIG, "curves_long.png"),
+                f"long schedule ({study.LONG_ITERS} iterations, GPU): held-out PSNR vs iteration")
+    plot_gap(results, [n for n in long_names if n not in study.LONG_TWIN.values()],
+             os.path.join(FIG, "gap_long.png"),
+             f"long schedule: EDSR twin minus AdderEDSR vs iteration (all 6 held-out images)")
+    blocks["TABLE:photos"] = photo_table(results, everything + long_names, bicubic)
+    notes = []
+    for n in long_names:
+        c = results.get(n, {}).get("cost", {})
+        if c and c.get("iters", 0) < c.get("planned_iters", 0):
+            notes.append(f"- `{n}` stopped at iteration {c['iters']} of {c['planned_iters']} when the lent GPU's time "
+                         f"ran out: its score is a mid-schedule one (the cosine learning rate was still at "
+                         f"{50 * (1 + math.cos(math.pi * c['iters'] / c['planned_iters'])):.0f} % of its peak), "
+                         f"not a finished run's.")
+    blocks["LONG_NOTES"] = "\n".join(notes)
     shown = [n for n in study.SHOWN if n in results]
     comparison_pngs(results, pairs, shown, bicubic_imgs)
     held = [p for p in manifest["photos"] if p["split"] == "heldout"]
@@ -442,9 +554,15 @@ def render(results: dict, bicubic: dict, manifest: dict, pairs: dict, bicubic_im
         + _fmt_table([[p["source"], p["photo"], f"{p['original'][0]}x{p['original'][1]}", f"/{p['reduce']}",
                        f"{p['size'][0]}x{p['size'][1]}"] for p in held],
                      ["source", "held-out photo", "original", "reduced", "HR used"]))
-    total = sum(r["cost"]["seconds"] for r in results.values() if "cost" in r)
-    blocks["COST"] = (f"{len(results)} runs trained, {total / 3600:.1f} h of training in all on this 2-core CPU "
+    cpu = [n for n in study.STUDY if "cost" in results.get(n, {})]
+    total = sum(results[n]["cost"]["seconds"] for n in cpu)
+    blocks["COST"] = (f"{len(cpu)} runs trained, {total / 3600:.1f} h of training in all on this 2-core CPU "
                       f"(per-run minutes in the tables; two runs at a time, one thread each).")
+    gpu = [n for n in study.LONG if "cost" in results.get(n, {})]
+    blocks["LONG_COST"] = (
+        f"{len(gpu)} runs, {sum(results[n]['cost']['seconds'] for n in gpu) / 60:.0f} min of training in all on "
+        f"{', '.join(sorted({results[n]['cost'].get('device', '?') for n in gpu}))}, several runs at a time"
+        if gpu else "(not run yet)")
     for a in results:
         if "summary" in results[a]:
             blocks[f"PSNR:{a}"] = f"{results[a]['summary']['psnr']:.2f}"
@@ -479,7 +597,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1)")
     p.add_argument("--threads", type=int, default=None, help="threads per training (default: cores / jobs)")
     p.add_argument("--report-only", action="store_true", help="no training: score finished runs, write the report")
+    p.add_argument("--import-long", metavar="DIR", default=None,
+                   help="file the long-schedule runs that run_long_gpu.sh trained (DIR holds study_long*/), "
+                        "then score and report without training")
+    p.add_argument("--device", default="GPU", help="the device the imported runs trained on (for the report)")
     args = p.parse_args(argv)
+    if args.import_long:
+        if not os.path.isdir(args.import_long):
+            p.error(f"--import-long: not a folder: {args.import_long}")
+        if not import_long(args.import_long, args.device):
+            p.error(f"--import-long: no run of {', '.join(study.LONG)} (study_NAME/ with train_*.log and "
+                    f"models/net_g_*.pth) in {args.import_long}")
+        args.report_only = True
     names = args.only or list(study.STUDY)
     unknown = [n for n in names if n not in study.STUDY]
     if unknown:
@@ -520,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     bic = bicubic_scores(pairs, study.SCALE)
     bicubic = {"photos": bic, "summary": summarise(bic, manifest)}
     results = _read_json(os.path.join(FIG, "results.json"), {}).get("runs", {})
-    for n in study.STUDY:
+    for n in list(study.STUDY) + list(study.LONG):
         restore(n)
         done = _read_json(os.path.join(run_dir(n), "study_done.json"))
         if not done:
@@ -534,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         s = results[n]["summary"]
         print(f"  {n}: {s['psnr']:.2f} dB (bicubic {bicubic['summary']['psnr']:.2f}), "
               f"trained in {done['seconds'] / 60:.1f} min", flush=True)
-    results = {n: results[n] for n in study.STUDY if n in results}
+    results = {n: results[n] for n in list(study.STUDY) + list(study.LONG) if n in results}
     render(results, bicubic, manifest, pairs, bicubic_imgs)
     return 0
 

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -80,10 +81,21 @@ inline __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
   return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
 
-// The tile's results go to `out` (row stride out_stride) as int32 sums, or, when `alpha` is
-// given, as float32 alpha[r]·sum + beta[r] (the quantized layer's per-channel affine).
+// What the fused op does after the sums: y = alpha[r]·sum + beta[r] (the quantized layer's
+// per-channel affine, one fma), then y += res (the block's self-shortcut, same layout as the
+// output) when res is given, then y = max(y, 0) when relu. The reference
+// (reference_forward_u8_affine) does the same steps in the same float32 order.
+struct Epilogue {
+  const float* alpha = nullptr;  // null: store the int32 sums
+  const float* beta = nullptr;
+  const float* res = nullptr;  // at the tile's first output element, row stride out_stride
+  bool relu = false;
+};
+
+// The tile's results go to `out` (row stride out_stride) as int32 sums, or, when `e.alpha` is
+// given, as float32 through the epilogue above.
 inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
-                     int64_t out_stride, int64_t rows, int64_t cols, const float* alpha, const float* beta) {
+                     int64_t out_stride, int64_t rows, int64_t cols, const Epilogue& e) {
   __m256i acc[MR][NR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -107,9 +119,20 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
     if (r >= rows) break;
     const __m128i s = reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
     alignas(16) int32_t tmp[NR];
-    if (alpha) {
-      const __m128 f = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_set1_ps(alpha[r]), _mm_set1_ps(beta[r]));
+    if (e.alpha) {
+      __m128 f = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_set1_ps(e.alpha[r]), _mm_set1_ps(e.beta[r]));
       float* o = static_cast<float*>(out) + r * out_stride;
+      if (e.res) {
+        const float* rr = e.res + r * out_stride;
+        if (cols == NR) {
+          f = _mm_add_ps(f, _mm_loadu_ps(rr));
+        } else {
+          alignas(16) float rt[NR] = {0.f, 0.f, 0.f, 0.f};
+          std::copy(rr, rr + cols, rt);
+          f = _mm_add_ps(f, _mm_load_ps(rt));
+        }
+      }
+      if (e.relu) f = _mm_max_ps(f, _mm_setzero_ps());
       if (cols == NR) {
         _mm_storeu_ps(o, f);
       } else {
@@ -129,13 +152,19 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
 }
 #else
 inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
-                     int64_t out_stride, int64_t rows, int64_t cols, const float* alpha, const float* beta) {
+                     int64_t out_stride, int64_t rows, int64_t cols, const Epilogue& e) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
       int32_t s = 0;
       for (int64_t k = 0; k < Kp; ++k) s += std::abs(int32_t(x[c * Kp + k]) - int32_t(w[r * Kp + k]));
-      if (alpha) static_cast<float*>(out)[r * out_stride + c] = std::fma(float(s), alpha[r], beta[r]);
-      else static_cast<int32_t*>(out)[r * out_stride + c] = s;
+      if (e.alpha) {
+        float y = std::fma(float(s), e.alpha[r], e.beta[r]);
+        if (e.res) y += e.res[r * out_stride + c];
+        if (e.relu) y = std::max(y, 0.0f);
+        static_cast<float*>(out)[r * out_stride + c] = y;
+      } else {
+        static_cast<int32_t*>(out)[r * out_stride + c] = s;
+      }
     }
 }
 #endif
@@ -259,9 +288,10 @@ void pack_patches(const uint8_t* xp, const Geometry& g, int64_t n, int64_t gi, i
 // ---------------------------------------------------------------------------
 // Driver and operator entry points
 
-// y = Σ|xp − w| per output (int32), or alpha[co]·Σ + beta[co] (float32) when alpha is given.
+// y = Σ|xp − w| per output (int32), or the epilogue of `e` (float32) when e.alpha is given;
+// e.res, when given, points at an NCHW float32 tensor of the output's shape.
 void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void* out, size_t out_elem,
-         const float* alpha, const float* beta) {
+         const Epilogue& e) {
   const int64_t K = g.K(), Kp = round_up(K, kKAlign), L = g.L(), cg = g.cout_g();
   const at::Tensor w = weight.contiguous();
   std::vector<std::vector<uint8_t>> wpack(g.groups);
@@ -288,9 +318,15 @@ void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void
         const int64_t co = gi * cg + r0;
         const uint8_t* wt = wpack[gi].data() + r0 * Kp;
         char* yrow = yd + ((n * g.Cout + co) * L + p0) * out_elem;
+        Epilogue te = e;
+        if (e.alpha) {
+          te.alpha = e.alpha + co;
+          te.beta = e.beta + co;
+        }
         for (int64_t c0 = 0; c0 < count; c0 += NR) {
+          if (e.res) te.res = e.res + (n * g.Cout + co) * L + p0 + c0;
           sad_tile(wt, cols.data() + c0 * Kp, Kp, yrow + c0 * out_elem, L, std::min(MR, cg - r0),
-                   std::min(NR, count - c0), alpha ? alpha + co : nullptr, beta ? beta + co : nullptr);
+                   std::min(NR, count - c0), te);
         }
       }
     }
@@ -305,16 +341,18 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
   auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().dtype(at::kInt));
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
   const at::Tensor xp = pad_nhwc<uint8_t>(input, g, zero_point, Copy{});
-  run(xp, weight, g, y.data_ptr<int32_t>(), sizeof(int32_t), nullptr, nullptr);
+  run(xp, weight, g, y.data_ptr<int32_t>(), sizeof(int32_t), Epilogue{});
   return y;
 }
 
 // The inference layer in one call: quantize the float input onto the grid (scale, zero_point)
-// while padding it, Σ|qx − qw|, and the per-channel affine out_scale·Σ + out_bias in the store.
+// while padding it, Σ|qx − qw|, and in the store the per-channel affine out_scale·Σ + out_bias,
+// plus `residual` (the block's self-shortcut) and a ReLU when asked: the elementwise steps of
+// an adder unit cost no extra pass over memory.
 at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor& weight, double scale,
                                       int64_t zero_point, const at::Tensor& out_scale, const at::Tensor& out_bias,
                                       at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                                      int64_t groups) {
+                                      int64_t groups, const std::optional<at::Tensor>& residual, bool relu) {
   constexpr const char* op = "adder_conv2d_u8_affine";
   const Geometry g = make_geometry_u8(op, at::kFloat, input, weight, zero_point, stride, padding, dilation, groups);
   TORCH_CHECK(scale > 0 && std::isfinite(scale), op, ": scale must be positive and finite, got ", std::to_string(scale));
@@ -323,11 +361,26 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
                 op, ": out_scale and out_bias must be float32 (", num(g.Cout), ",) tensors on the input's device, got ",
                 t->scalar_type(), " ", shape_str(t->sizes()));
   }
+  at::Tensor res;
+  if (residual.has_value()) {
+    const at::Tensor& r = *residual;
+    TORCH_CHECK(r.scalar_type() == at::kFloat && r.device() == input.device() && r.dim() == 4 &&
+                    r.size(0) == g.N && r.size(1) == g.Cout && r.size(2) == g.Ho && r.size(3) == g.Wo,
+                op, ": residual must be a float32 tensor of the output's shape (", num(g.N), ", ", num(g.Cout), ", ",
+                num(g.Ho), ", ", num(g.Wo), ") on the input's device, got ", r.scalar_type(), " ",
+                shape_str(r.sizes()));
+    res = r.contiguous();
+  }
   auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options());
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
   const at::Tensor xp = pad_nhwc<float>(input, g, zero_point, Quantizer{float(scale), float(zero_point)});
   const at::Tensor a = out_scale.contiguous(), b = out_bias.contiguous();
-  run(xp, weight, g, y.data_ptr<float>(), sizeof(float), a.data_ptr<float>(), b.data_ptr<float>());
+  Epilogue e;
+  e.alpha = a.data_ptr<float>();
+  e.beta = b.data_ptr<float>();
+  e.res = res.defined() ? res.data_ptr<float>() : nullptr;
+  e.relu = relu;
+  run(xp, weight, g, y.data_ptr<float>(), sizeof(float), e);
   return y;
 }
 

@@ -70,8 +70,11 @@ def side_by_side(panels: list[tuple[str, np.ndarray]], box: int = 256, centre: t
     tiles = []
     for label, img in panels:
         tile = np.ascontiguousarray(img[top:top + size, left:left + size])
-        cv2.putText(tile, label, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(tile, label, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        # shrink a long label to fit the tile (a clipped label would be unreadable)
+        (tw, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+        scale = 0.6 * min(1.0, (size - 12) / max(tw, 1))
+        cv2.putText(tile, label, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(tile, label, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
         tiles.append(np.full((size, 4, 3), 255, np.uint8))
     return np.concatenate(tiles[:-1], axis=1)

@@ -72,6 +72,7 @@ CASES = {
     "5x5-pad2": (2, 3, 4, (9, 8), 5, 140, 1, 2, 1, 1, "nchw"),
     "5x3-kernel": (1, 5, 3, (7, 9), (5, 3), 60, 1, (2, 1), 1, 1, "nchw"),
     "channels-last": (2, 9, 5, (7, 8), 3, 77, 1, 1, 1, 1, "channels_last"),
+    "channels-last-groups-stride2": (3, 8, 10, (9, 11), 3, 5, 2, 1, 1, 2, "channels_last"),
     "non-contiguous": (2, 6, 4, (9, 8), 3, 33, 1, 1, 1, 1, "strided"),
     # 576 taps like an EDSR body layer; 143 pixels span several 28-pixel work chunks,
     # 65 channels leave a partial 3-row weight tile.
@@ -102,7 +103,9 @@ def test_op_bit_exact_against_reference(name):
     x, w, zp, stride, padding, dilation, groups = _case(name)
     y = adder_conv2d_u8(x, w, zp, stride, padding, dilation, groups)
     ref = adder_conv2d_u8_reference(x, w, zp, stride, padding, dilation, groups)
-    assert y.dtype == torch.int32 and y.is_contiguous()
+    # the output follows the input's memory format (F.conv2d's rule), and the reference agrees
+    fmt = torch.channels_last if CASES[name][-1] == "channels_last" else torch.contiguous_format
+    assert y.dtype == torch.int32 and y.is_contiguous(memory_format=fmt) and y.stride() == ref.stride()
     assert torch.equal(y, ref)
     # Same shape as F.conv2d with this geometry.
     conv = F.conv2d(x.float(), w.float(), None, stride, padding, dilation, groups)
@@ -330,7 +333,8 @@ def test_affine_op_sums_are_exact(name):
     y = adder_conv2d_u8_affine(x, w, scale, zp, torch.ones(cout), torch.zeros(cout), stride, padding, dilation,
                                groups)
     sums = adder_conv2d_u8_reference(quantize_u8(x, scale, zp), w, zp, stride, padding, dilation, groups)
-    assert y.dtype == torch.float32 and y.is_contiguous()
+    fmt = torch.channels_last if CASES[name][-1] == "channels_last" else torch.contiguous_format
+    assert y.dtype == torch.float32 and y.is_contiguous(memory_format=fmt) and y.stride() == sums.stride()
     assert torch.equal(y, sums.float())
 
 
@@ -362,6 +366,7 @@ def test_affine_epilogue_matches_reference(name, residual, relu):
     y = adder_conv2d_u8_affine(x, w, 0.013, zp, a, b, stride, padding, dilation, groups, residual=r, relu=relu)
     ref = adder_conv2d_u8_affine_reference(x, w, 0.013, zp, a, b, stride, padding, dilation, groups, r, relu)
     torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-6)
+    assert y.stride() == ref.stride() == plain.stride()
     expected = plain + r if residual else plain
     torch.testing.assert_close(y, expected.clamp_min(0) if relu else expected, rtol=1e-6, atol=1e-6)
     if relu:

@@ -24,7 +24,7 @@ from torch import Tensor
 from . import _extension  # noqa: F401  (defines or loads the operators)
 from .adder_conv2d import check_geometry, to_pair
 from .reference import output_size
-from .reference_u8 import quantize_u8, reference_forward_u8, reference_forward_u8_affine
+from .reference_u8 import output_format, quantize_u8, reference_forward_u8, reference_forward_u8_affine
 
 IntPair = Union[int, Sequence[int]]
 _ops = torch.ops.addersr
@@ -78,8 +78,8 @@ def adder_conv2d_u8(input: Tensor, weight: Tensor, zero_point: int, stride: IntP
         groups: channel groups; Cin and Cout divisible by it.
 
     Returns:
-        (N, Cout, Ho, Wo) contiguous int32 tensor, bit-exact with
-        :func:`adder_conv2d_u8_reference`.
+        (N, Cout, Ho, Wo) int32 tensor, bit-exact with :func:`adder_conv2d_u8_reference`,
+        channels_last when ``input`` is (as ``F.conv2d``), else contiguous.
     """
     stride, padding, dilation = check_args_u8(input, weight, zero_point, stride, padding, dilation, groups)
     return _ops.adder_conv2d_u8(input, weight, zero_point, stride, padding, dilation, groups)
@@ -99,7 +99,8 @@ def _adder_conv2d_u8_fake(input, weight, zero_point, stride, padding, dilation, 
                  lambda: f"{_OP}: input and weight must be uint8")
     torch._check(input.shape[1] != 0, lambda: "adder_conv2d_u8: input has zero channels (Cin == 0)")
     ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
-    return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.int32)
+    return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.int32).contiguous(
+        memory_format=output_format(input))
 
 
 # --------------------------------------------------------------------------- fused inference op
@@ -146,7 +147,8 @@ def adder_conv2d_u8_affine(input: Tensor, weight: Tensor, scale: float, zero_poi
     arithmetic, :func:`quantize_u8`) is applied while the input is padded, and the affine while
     the sums are stored: no uint8 or int32 tensor is materialised. ``input`` is float32 (N, Cin,
     H, W), ``weight`` uint8 on the same grid, ``out_scale``/``out_bias`` float32 (Cout,).
-    Returns float32 (N, Cout, Ho, Wo); the sums are exactly those of :func:`adder_conv2d_u8`.
+    Returns float32 (N, Cout, Ho, Wo), channels_last when ``input`` is, else contiguous; the sums
+    are exactly those of :func:`adder_conv2d_u8`.
     ``residual`` (float32, the output's shape) is added after the affine and ``relu`` applied
     last, in the store: in float32, ``max(fma(Σ, out_scale, out_bias) + residual, 0)``.
     """
@@ -173,4 +175,5 @@ def _adder_conv2d_u8_affine_fake(input, weight, scale, zero_point, out_scale, ou
     torch._check(input.dim() == 4 and weight.dim() == 4, lambda: f"{_AFFINE}: input and weight must be 4-D")
     torch._check(input.shape[1] != 0, lambda: "adder_conv2d_u8: input has zero channels (Cin == 0)")
     ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
-    return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.float32)
+    return input.new_empty((input.shape[0], weight.shape[0], ho, wo), dtype=torch.float32).contiguous(
+        memory_format=output_format(input))

@@ -23,8 +23,16 @@ _CHUNK_ELEMENTS = 1 << 21
 _WARNED = False
 
 
+def output_format(input: torch.Tensor) -> torch.memory_format:
+    """The memory format of the integer ops' output: channels_last when the input's strides are
+    (the layout the kernel reads without a transpose), as ``F.conv2d`` does; else contiguous."""
+    from torch._prims_common import suggest_memory_format
+
+    return suggest_memory_format(input)
+
+
 def reference_forward_u8(input, weight, zero_point, stride, padding, dilation, groups) -> torch.Tensor:
-    """Σ|qx − qw| over each window, int64 arithmetic, returned as contiguous int32 NCHW."""
+    """Σ|qx − qw| over each window, int64 arithmetic, returned as int32 in :func:`output_format`."""
     n, cin, h, w = input.shape
     cout, cin_g, kh, kw = weight.shape
     ho, wo = output_size((h, w), (kh, kw), stride, padding, dilation)
@@ -44,7 +52,7 @@ def reference_forward_u8(input, weight, zero_point, stride, padding, dilation, g
             for l0 in range(0, ho * wo, step):
                 c = cols[s, g, l0 : l0 + step]  # (l, K)
                 out[s, g, :, l0 : l0 + step] = (c[None, :, :] - wg[g, :, None, :]).abs().sum(-1)
-    return out.reshape(n, cout, ho, wo).to(torch.int32)
+    return out.reshape(n, cout, ho, wo).to(torch.int32).contiguous(memory_format=output_format(input))
 
 
 def quantize_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
@@ -65,7 +73,7 @@ def reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out
         y = y + residual
     if relu:
         y = y.clamp_min(0)
-    return y.contiguous()
+    return y.contiguous(memory_format=output_format(input))
 
 
 def fallback_forward_u8(input, weight, zero_point, stride, padding, dilation, groups) -> torch.Tensor:

@@ -23,7 +23,7 @@ from torch import nn
 
 from .calibrate import adder_layers
 from .block import InferenceResidualBlock, InferenceShortcutBlock, replaceable, residual_replaceable
-from .convert import _set_child, skeleton
+from .convert import _set_child, channels_last, skeleton
 from .layer import QuantAdderConv2d
 
 FORMAT = "addersr-int8"
@@ -107,7 +107,7 @@ def build_int8(ckpt: Dict[str, Any], path: str = "<checkpoint>") -> Tuple[nn.Mod
             _set_child(net, name, InferenceShortcutBlock(block))
         elif residual_replaceable(block):  # listed after its units, which are replaced by now
             _set_child(net, name, InferenceResidualBlock(block))
-    return net, int(ckpt["scale"])
+    return channels_last(net), int(ckpt["scale"])
 
 
 def load_int8(path: str) -> Tuple[nn.Module, int, Dict[str, Any]]:

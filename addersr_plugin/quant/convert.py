@@ -123,4 +123,13 @@ def quantize_model(model: nn.Module, calib: Sequence[Tensor], method: str = "aut
     report = {"method": chosen, "psnr_vs_float": scores, "percentile": percentile, "folded_norms": dict(folds),
               "inplace_blocks": best_fused,
               "layers": sorted(stats), "calibration_batches": len(calib)}
-    return best, report
+    return channels_last(best), report
+
+
+def channels_last(q: nn.Module) -> nn.Module:
+    """``q`` with its 4-D weights in channels_last, which is how integer networks run: the head
+    convolution then hands the adder layers NHWC features, their kernel reads those without a
+    transpose and writes NHWC (``adder_conv2d_u8_affine`` keeps the input's layout), and
+    oneDNN's float convolutions (upsampler, tail) are faster on NHWC as well. Same function:
+    only strides change."""
+    return q.to(memory_format=torch.channels_last)

@@ -88,14 +88,22 @@ inline __m128i reduce4(__m256i a, __m256i b, __m256i c, __m256i d) {
 struct Epilogue {
   const float* alpha = nullptr;  // null: store the int32 sums
   const float* beta = nullptr;
-  const float* res = nullptr;  // at the tile's first output element, row stride out_stride
+  const float* res = nullptr;  // at the tile's first output element, laid out as the output
   bool relu = false;
 };
 
-// The tile's results go to `out` (row stride out_stride) as int32 sums, or, when `e.alpha` is
-// given, as float32 through the epilogue above.
+// Where output (channel r, pixel c) of a tile goes, relative to its first element: r·row + c·col.
+// NCHW output: row = Ho·Wo, col = 1 (four pixels of a channel are one vector store); NHWC
+// (channels_last) output: row = 1, col = Cout (scalar stores, the channels of a pixel adjacent).
+struct Strides {
+  int64_t row;
+  int64_t col;
+};
+
+// The tile's results go to `out` (laid out by `st`) as int32 sums, or, when `e.alpha` is given,
+// as float32 through the epilogue above.
 inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
-                     int64_t out_stride, int64_t rows, int64_t cols, const Epilogue& e) {
+                     Strides st, int64_t rows, int64_t cols, const Epilogue& e) {
   __m256i acc[MR][NR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -119,51 +127,54 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
     if (r >= rows) break;
     const __m128i s = reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
     alignas(16) int32_t tmp[NR];
+    const bool vec = st.col == 1 && cols == NR;  // one vector store per row
     if (e.alpha) {
       __m128 f = _mm_fmadd_ps(_mm_cvtepi32_ps(s), _mm_set1_ps(e.alpha[r]), _mm_set1_ps(e.beta[r]));
-      float* o = static_cast<float*>(out) + r * out_stride;
+      float* o = static_cast<float*>(out) + r * st.row;
       if (e.res) {
-        const float* rr = e.res + r * out_stride;
-        if (cols == NR) {
+        const float* rr = e.res + r * st.row;
+        if (vec) {
           f = _mm_add_ps(f, _mm_loadu_ps(rr));
         } else {
           alignas(16) float rt[NR] = {0.f, 0.f, 0.f, 0.f};
-          std::copy(rr, rr + cols, rt);
+          for (int64_t c = 0; c < cols; ++c) rt[c] = rr[c * st.col];
           f = _mm_add_ps(f, _mm_load_ps(rt));
         }
       }
       if (e.relu) f = _mm_max_ps(f, _mm_setzero_ps());
-      if (cols == NR) {
+      if (vec) {
         _mm_storeu_ps(o, f);
       } else {
-        _mm_store_ps(reinterpret_cast<float*>(tmp), f);
-        std::copy(reinterpret_cast<float*>(tmp), reinterpret_cast<float*>(tmp) + cols, o);
+        float* t = reinterpret_cast<float*>(tmp);
+        _mm_store_ps(t, f);
+        for (int64_t c = 0; c < cols; ++c) o[c * st.col] = t[c];
       }
     } else {
-      int32_t* o = static_cast<int32_t*>(out) + r * out_stride;
-      if (cols == NR) {
+      int32_t* o = static_cast<int32_t*>(out) + r * st.row;
+      if (vec) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o), s);
       } else {
         _mm_store_si128(reinterpret_cast<__m128i*>(tmp), s);
-        std::copy(tmp, tmp + cols, o);
+        for (int64_t c = 0; c < cols; ++c) o[c * st.col] = tmp[c];
       }
     }
   }
 }
 #else
 inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out,
-                     int64_t out_stride, int64_t rows, int64_t cols, const Epilogue& e) {
+                     Strides st, int64_t rows, int64_t cols, const Epilogue& e) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
       int32_t s = 0;
       for (int64_t k = 0; k < Kp; ++k) s += std::abs(int32_t(x[c * Kp + k]) - int32_t(w[r * Kp + k]));
+      const int64_t at = r * st.row + c * st.col;
       if (e.alpha) {
         float y = std::fma(float(s), e.alpha[r], e.beta[r]);
-        if (e.res) y += e.res[r * out_stride + c];
+        if (e.res) y += e.res[at];
         if (e.relu) y = std::max(y, 0.0f);
-        static_cast<float*>(out)[r * out_stride + c] = y;
+        static_cast<float*>(out)[at] = y;
       } else {
-        static_cast<int32_t*>(out)[r * out_stride + c] = s;
+        static_cast<int32_t*>(out)[at] = s;
       }
     }
 }
@@ -289,9 +300,10 @@ void pack_patches(const uint8_t* xp, const Geometry& g, int64_t n, int64_t gi, i
 // Driver and operator entry points
 
 // y = Σ|xp − w| per output (int32), or the epilogue of `e` (float32) when e.alpha is given;
-// e.res, when given, points at an NCHW float32 tensor of the output's shape.
+// the output (and e.res, when given: a float32 tensor of the output's shape) is NCHW, or NHWC
+// when `nhwc`.
 void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void* out, size_t out_elem,
-         const Epilogue& e) {
+         const Epilogue& e, bool nhwc) {
   const int64_t K = g.K(), Kp = round_up(K, kKAlign), L = g.L(), cg = g.cout_g();
   const at::Tensor w = weight.contiguous();
   std::vector<std::vector<uint8_t>> wpack(g.groups);
@@ -301,6 +313,7 @@ void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void
   const int64_t n_chunks = (L + chunk - 1) / chunk;
   const uint8_t* xd = xp.data_ptr<uint8_t>();
   char* yd = static_cast<char*>(out);
+  const Strides st = nhwc ? Strides{1, g.Cout} : Strides{L, 1};
   // Work items are handed out one at a time from a shared counter rather than as one static
   // range per thread: on a busy machine a descheduled thread then delays the call by one item,
   // not by its whole share. Every thread that runs drains the counter, so any thread count works.
@@ -317,15 +330,15 @@ void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void
       for (int64_t r0 = 0; r0 < cg; r0 += MR) {
         const int64_t co = gi * cg + r0;
         const uint8_t* wt = wpack[gi].data() + r0 * Kp;
-        char* yrow = yd + ((n * g.Cout + co) * L + p0) * out_elem;
         Epilogue te = e;
         if (e.alpha) {
           te.alpha = e.alpha + co;
           te.beta = e.beta + co;
         }
         for (int64_t c0 = 0; c0 < count; c0 += NR) {
-          if (e.res) te.res = e.res + (n * g.Cout + co) * L + p0 + c0;
-          sad_tile(wt, cols.data() + c0 * Kp, Kp, yrow + c0 * out_elem, L, std::min(MR, cg - r0),
+          const int64_t at = nhwc ? (n * L + p0 + c0) * g.Cout + co : (n * g.Cout + co) * L + p0 + c0;
+          if (e.res) te.res = e.res + at;
+          sad_tile(wt, cols.data() + c0 * Kp, Kp, yd + at * out_elem, st, std::min(MR, cg - r0),
                    std::min(NR, count - c0), te);
         }
       }
@@ -333,15 +346,24 @@ void run(const at::Tensor& xp, const at::Tensor& weight, const Geometry& g, void
   });
 }
 
+// The output follows the input's memory format, as F.conv2d's does: a channels_last input (the
+// layout pad_nhwc copies without a transpose) gives a channels_last output, so a network run in
+// channels_last never transposes between adder layers.
+at::MemoryFormat output_format(const at::Tensor& input) {
+  return input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? at::MemoryFormat::ChannelsLast
+                                                                          : at::MemoryFormat::Contiguous;
+}
+
 at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight, int64_t zero_point,
                                at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                int64_t groups) {
   const Geometry g = make_geometry_u8("adder_conv2d_u8", at::kByte, input, weight, zero_point, stride, padding,
                                       dilation, groups);
-  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().dtype(at::kInt));
+  const at::MemoryFormat fmt = output_format(input);
+  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().dtype(at::kInt).memory_format(fmt));
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
   const at::Tensor xp = pad_nhwc<uint8_t>(input, g, zero_point, Copy{});
-  run(xp, weight, g, y.data_ptr<int32_t>(), sizeof(int32_t), Epilogue{});
+  run(xp, weight, g, y.data_ptr<int32_t>(), sizeof(int32_t), Epilogue{}, fmt == at::MemoryFormat::ChannelsLast);
   return y;
 }
 
@@ -369,9 +391,10 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
                 op, ": residual must be a float32 tensor of the output's shape (", num(g.N), ", ", num(g.Cout), ", ",
                 num(g.Ho), ", ", num(g.Wo), ") on the input's device, got ", r.scalar_type(), " ",
                 shape_str(r.sizes()));
-    res = r.contiguous();
   }
-  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options());
+  const at::MemoryFormat fmt = output_format(input);
+  if (residual.has_value()) res = residual->contiguous(fmt);  // laid out as the output
+  auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().memory_format(fmt));
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
   const at::Tensor xp = pad_nhwc<float>(input, g, zero_point, Quantizer{float(scale), float(zero_point)});
   const at::Tensor a = out_scale.contiguous(), b = out_bias.contiguous();
@@ -380,7 +403,7 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
   e.beta = b.data_ptr<float>();
   e.res = res.defined() ? res.data_ptr<float>() : nullptr;
   e.relu = relu;
-  run(xp, weight, g, y.data_ptr<float>(), sizeof(float), e);
+  run(xp, weight, g, y.data_ptr<float>(), sizeof(float), e, fmt == at::MemoryFormat::ChannelsLast);
   return y;
 }
 

@@ -102,3 +102,36 @@ def test_summary_leaves_graphics_out_of_photo_means(study):
     assert s["worst_colour_error"] == pytest.approx(3.0)  # the graphic still counts for colour casts
     assert s["not_photos"] == {"lomiri-wallpapers-20_04_Fossa_by_Jasper_Roks": 56.0}
     assert np.isfinite(s["psnr"])
+
+
+def test_long_runs_trained_elsewhere_are_imported(tmp_path, study, monkeypatch):
+    """run_long_gpu.sh's results (basicsr logs + the newest model) become finished runs: seconds from
+    the log's timestamps, the iterations a stopped run reached, the validation curve; a model over
+    the archive's size limit is scored but not committed."""
+    monkeypatch.setattr(study.study, "LONG", {"long_a": ("edsr", {}, {}), "long_b": ("edsr", {}, {}),
+                                              "long_missing": ("edsr", {}, {})})
+    monkeypatch.setattr(study.study, "LONG_ITERS", 4)
+    src = tmp_path / "device"
+    log = ("2026-11-28 05:24:44,100 INFO: Start training from epoch: 0, iter: 0\n"
+           "2026-11-28 05:25:00,000 INFO: [study..][epoch:  0, iter:       2, lr:(1.0e-03,)] l_pix: 1e-2\n"
+           "2026-11-28 05:25:01,000 INFO: Validation heldout\n\t # psnr: 35.5000\tBest: 35.5000 @ 2 iter\n")
+    for name, model, size in (("long_a", "net_g_latest.pth", 10), ("long_b", "net_g_2.pth", 64)):
+        (src / f"study_{name}" / "models").mkdir(parents=True)
+        (src / f"study_{name}" / f"train_study_{name}_1.log").write_text(log)
+        (src / f"study_{name}" / "models" / model).write_bytes(b"x" * size)
+    monkeypatch.setattr(study, "ARCHIVE_MODEL_LIMIT", 32)
+    assert study.import_long(str(src), "NVIDIA H200") == ["long_a", "long_b"]
+    a = json.load(open(os.path.join(study.run_dir("long_a"), "study_done.json"), encoding="utf-8"))
+    b = json.load(open(os.path.join(study.run_dir("long_b"), "study_done.json"), encoding="utf-8"))
+    assert a["iters"] == 4 and b["iters"] == 2 and a["planned_iters"] == b["planned_iters"] == 4
+    assert a["seconds"] == 17 and a["device"] == "NVIDIA H200"  # whole seconds of the timestamps
+    assert study.val_curve("long_b") == [(2, 35.5)]
+    assert os.path.getsize(os.path.join(study.run_dir("long_b"), "models", "net_g_latest.pth")) == 64
+    # committed: the small model with its log; the large one's log and record only
+    assert sorted(os.listdir(study.archive_dir("long_a"))) == ["net_g_latest.pth", "study_done.json", "train.log"]
+    assert sorted(os.listdir(study.archive_dir("long_b"))) == ["study_done.json", "train.log"]
+    import shutil
+
+    shutil.rmtree(study.run_dir("long_b"))  # a fresh clone: nothing to restore without the model
+    assert not study.restore("long_b") and not os.path.exists(study.run_dir("long_b"))
+    assert study.option_path("long_a").endswith(os.path.join("options", "study", "long", "long_a.yml"))

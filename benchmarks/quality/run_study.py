@@ -114,13 +114,16 @@ def archive(name: str) -> None:
 
 
 def restore(name: str) -> bool:
-    """Put an archived finished run back under experiments/ (no-op when it is there or not archived)."""
+    """Put an archived finished run back under experiments/ (no-op when it is there, not archived, or
+    archived without its model)."""
     import shutil
 
     rdir, adir = run_dir(name), archive_dir(name)
     if os.path.isfile(os.path.join(rdir, "study_done.json")) or \
             not os.path.isfile(os.path.join(adir, "study_done.json")):
         return False
+    if not os.path.isfile(os.path.join(adir, "net_g_latest.pth")):
+        return False  # a run archived without its model (ARCHIVE_MODEL_LIMIT): results.json keeps its scores
     os.makedirs(os.path.join(rdir, "models"), exist_ok=True)
     shutil.copyfile(os.path.join(adir, "net_g_latest.pth"), os.path.join(rdir, "models", "net_g_latest.pth"))
     shutil.copyfile(os.path.join(adir, "train.log"), os.path.join(rdir, "train_archived.log"))

@@ -94,18 +94,24 @@ class Problem:
     def _forward(self, impl: str, x, w):
         if impl == "conv":
             return F.conv2d(x, w, None, 1, self.padding)
+        if impl == "conv_cl":  # oneDNN's faster layout on CPU: same numbers, NHWC strides
+            cl = torch.channels_last
+            return F.conv2d(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl), None, 1, self.padding)
         fn = adder_conv2d if impl == "adder" else adder_conv2d_reference
         return fn(x, w, None, 1, self.padding)
 
     def call(self, impl: str, mode: str) -> Callable[[], None]:
         """A no-argument callable that runs one forward (no grad) or forward+backward."""
+        # conv_cl: inputs already channels_last (a network run in that layout keeps them so)
+        layout = torch.channels_last if impl == "conv_cl" else torch.contiguous_format
+        x0, w0 = self.x.contiguous(memory_format=layout), self.w.contiguous(memory_format=layout)
         if mode == "fwd":
             def run():
                 with torch.no_grad():
-                    self._forward(impl, self.x, self.w)
+                    self._forward(impl, x0, w0)
             return run
-        x = self.x.detach().requires_grad_(True)
-        w = self.w.detach().requires_grad_(True)
+        x = x0.detach().requires_grad_(True)
+        w = w0.detach().requires_grad_(True)
 
         def run_bwd():
             x.grad = w.grad = None  # no accumulation into last run's gradients
@@ -352,8 +358,8 @@ def markdown(report: dict) -> str:
         f"{info.get('load_average_1min_at_start')} at start, {info.get('load_average_1min_at_end')} at end.",
         "",
         "| case | shape | conv fwd ms | adder fwd ms | **fwd ratio** | conv fwd+bwd ms | adder fwd+bwd ms "
-        "| **fwd+bwd ratio** | reference fwd | reference fwd+bwd |" + (" fwd ratio vs TF32 conv | fwd+bwd ratio vs TF32 conv |" if cuda else ""),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if cuda else ""),
+        "| **fwd+bwd ratio** | reference fwd | reference fwd+bwd |" + (" fwd ratio vs TF32 conv | fwd+bwd ratio vs TF32 conv |" if cuda else " fwd ratio vs channels_last conv | fwd+bwd ratio vs channels_last conv |"),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report["cases"].items():
         t = r["time"]
@@ -365,9 +371,10 @@ def markdown(report: dict) -> str:
             ref = r["reference"].get(mode, {})
             row.append(_ratio(ref.get("seconds"), t[f"conv_{mode}"]["median_s"]) if "seconds" in ref
                        else f"skipped ({ref.get('skipped') or ref.get('error', 'not run')})")
-        if cuda:
-            for mode in MODES:
-                row.append(_ratio(t[f"adder_{mode}"]["median_s"], t[f"conv_tf32_{mode}"]["median_s"]))
+        other = "conv_tf32" if cuda else "conv_cl"
+        for mode in MODES:
+            base = t.get(f"{other}_{mode}", {}).get("median_s")
+            row.append(_ratio(t[f"adder_{mode}"]["median_s"], base))
         lines.append("| " + " | ".join(row) + " |")
     if any(r["memory"] for r in report["cases"].values()):
         lines += ["", f"Peak memory above the inputs (MiB; {report['settings']['memory_method']}):", "",
@@ -490,6 +497,8 @@ def main(argv=None) -> int:
         calls, tf32 = {}, None
         for mode in MODES:
             calls[f"conv_{mode}"] = problem.call("conv", mode)
+            if device.type == "cpu":
+                calls[f"conv_cl_{mode}"] = problem.call("conv_cl", mode)
             if device.type == "cuda":
                 calls[f"conv_tf32_{mode}"] = problem.call("conv", mode)
             if not adder_is_slow:
@@ -516,6 +525,8 @@ def main(argv=None) -> int:
             line.append(f"{mode} conv {_ms(conv)} ms, adder {_ms(adder)} ms = {_ratio(adder, conv)}")
             if device.type == "cuda":
                 line.append(f"(vs TF32 conv {_ratio(adder, times[f'conv_tf32_{mode}']['median_s'])})")
+            if f"conv_cl_{mode}" in times:
+                line.append(f"(vs channels_last conv {_ratio(adder, times[f'conv_cl_{mode}']['median_s'])})")
             ref = reference[mode]
             line.append(f"reference {_ratio(ref['seconds'], conv)}" if "seconds" in ref else "reference skipped")
         print(" | ".join(line), flush=True)

@@ -63,6 +63,7 @@ def test_small_run_reports_ratios_memory_and_machine(tmp_path):
     assert stem["macs"] == 16 * 64 * 3 * 9 * 48 * 48
     for mode in ("fwd", "fwdbwd"):
         assert stem["time"][f"conv_{mode}"]["median_s"] > 0
+        assert stem["time"][f"conv_cl_{mode}"]["median_s"] > 0  # oneDNN's channels_last baseline too
         assert stem["memory"][f"conv_{mode}"] > 0
         ref = stem["reference"][mode]
         assert ("seconds" in ref and ref["seconds"] > 0) or ref["skipped"].startswith("est. "), ref
@@ -73,4 +74,5 @@ def test_small_run_reports_ratios_memory_and_machine(tmp_path):
 
     assert "| RGB stem | N=16, 3→64, 48×48, 3×3, pad 1 |" in proc.stdout
     assert "Peak memory above the inputs" in proc.stdout
+    assert "fwd ratio vs channels_last conv" in proc.stdout and "(vs channels_last conv " in proc.stdout
     assert f"wrote {out}" in proc.stdout

@@ -455,3 +455,27 @@ def test_affine_direct_call_checks(case):
     case[1](a)
     with pytest.raises(RuntimeError, match=r"adder_conv2d_u8_affine: " + case[2]):
         AFFINE(*a.values())
+
+
+@pytest.mark.parametrize("name", ["ragged-K45-batch3", "channels-last-groups-stride2", "edsr-like-K576", "huge-K-7x7",
+                                  "rgb-stem-27taps"])
+def test_both_cpu_tiles_are_exact(name, monkeypatch):
+    """The CPU kernel's two register tiles, AVX-512's 4x4 (used where the CPU has AVX-512BW/VL)
+    and AVX2's 3x4 (forced by ADDERSR_U8_KERNEL=avx2), give the reference's sums and the same
+    fused epilogue, bit for bit. On a CPU without AVX-512 both calls run the AVX2 tile."""
+    if not extension_available():
+        pytest.skip("the tiles are the compiled kernel's")
+    x, w, zp, stride, padding, dilation, groups = _case(name)
+    ref = adder_conv2d_u8_reference(x, w, zp, stride, padding, dilation, groups)
+    xf, _, scale, _, *_ = _float_case(name)
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(w.shape[0], generator=g), torch.randn(w.shape[0], generator=g)
+    res = torch.randn(ref.shape, generator=g)
+    outs = []
+    for kernel in ("default", "avx2"):
+        if kernel == "avx2":
+            monkeypatch.setenv("ADDERSR_U8_KERNEL", "avx2")
+        assert torch.equal(adder_conv2d_u8(x, w, zp, stride, padding, dilation, groups), ref), kernel
+        outs.append(adder_conv2d_u8_affine(xf, w, scale, zp, a, b, stride, padding, dilation, groups,
+                                           residual=res, relu=True))
+    assert torch.equal(outs[0], outs[1])

@@ -75,6 +75,10 @@ STUDY = {
     "ours_nopower_noshortcut": ("combined", "ours without the power activation and the self-shortcut, 10x adder "
                                 "learning rate", {**OURS, "power_act": False, "shortcut": False},
                                 {"model_type": "AdderSRModel", "train": {"optim_g": {"adder_lr_mult": 10}}}),
+    "ours_nopower_lr20_addup": ("combined", "the new default with adder upsampler layers (integer-friendly: every "
+                                "layer between head and tail an adder layer)",
+                                {**OURS, "power_act": False, "adder_upsampler": True},
+                                {"model_type": "AdderSRModel", "train": {"optim_g": {"adder_lr_mult": 20}}}),
 }
 
 # The long schedule: a few configurations at LONG_ITERS iterations (5x the study's), on a lent GPU

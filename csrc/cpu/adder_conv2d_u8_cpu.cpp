@@ -171,6 +171,37 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
   }
 }
 
+// A full 4 × 4 tile into NHWC (channels_last) output: the four channels of a pixel are adjacent
+// there, so the epilogue runs per channel row as in store_row (same arithmetic, same bits), then
+// a 4 × 4 transpose turns rows into pixels and each pixel is one vector load (residual) and one
+// vector store, instead of 16 scalar ones.
+inline void store_tile_nhwc(const __m128i* s, void* out, int64_t col, const Epilogue& e) {
+  if (e.alpha) {
+    __m128 f0 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[0]), _mm_set1_ps(e.alpha[0]), _mm_set1_ps(e.beta[0]));
+    __m128 f1 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[1]), _mm_set1_ps(e.alpha[1]), _mm_set1_ps(e.beta[1]));
+    __m128 f2 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[2]), _mm_set1_ps(e.alpha[2]), _mm_set1_ps(e.beta[2]));
+    __m128 f3 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[3]), _mm_set1_ps(e.alpha[3]), _mm_set1_ps(e.beta[3]));
+    _MM_TRANSPOSE4_PS(f0, f1, f2, f3);
+    const __m128 px[NR] = {f0, f1, f2, f3};
+    float* o = static_cast<float*>(out);
+#pragma GCC unroll 4
+    for (int c = 0; c < NR; ++c) {
+      __m128 f = px[c];
+      if (e.res) f = _mm_add_ps(f, _mm_loadu_ps(e.res + c * col));
+      if (e.relu) f = _mm_max_ps(f, _mm_setzero_ps());
+      _mm_storeu_ps(o + c * col, f);
+    }
+  } else {
+    __m128 f0 = _mm_castsi128_ps(s[0]), f1 = _mm_castsi128_ps(s[1]);
+    __m128 f2 = _mm_castsi128_ps(s[2]), f3 = _mm_castsi128_ps(s[3]);
+    _MM_TRANSPOSE4_PS(f0, f1, f2, f3);  // moves bits only: the int32 sums are unchanged
+    const __m128 px[NR] = {f0, f1, f2, f3};
+    int32_t* o = static_cast<int32_t*>(out);
+#pragma GCC unroll 4
+    for (int c = 0; c < NR; ++c) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c * col), _mm_castps_si128(px[c]));
+  }
+}
+
 // The AVX-512 tile: 4 output channels × 4 pixels of 512-bit accumulators (16 of AVX-512's 32
 // registers), 64 bytes of K per step (Kp a multiple of 64). Compiled for AVX-512 with a target
 // attribute and called only when the CPU has it (u8_plan).
@@ -194,16 +225,25 @@ void sad_tile_512(const uint8_t* __restrict w, const uint8_t* __restrict x, int6
       for (int r = 0; r < MR512; ++r) acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_sad_epu8(xv, wv[r]));
     }
   }
+  __m128i sums[MR512];
 #pragma GCC unroll 16
   for (int r = 0; r < MR512; ++r) {
-    if (r >= rows) break;
     __m256i h[NR];
 #pragma GCC unroll 16
     for (int c = 0; c < NR; ++c)  // eight 64-bit partial sums -> four, then the AVX2 reduction
       // (the zero-masked extracts: GCC 12's unmasked ones warn about an undefined operand)
       h[c] = _mm256_add_epi64(_mm512_maskz_extracti64x4_epi64(0xFF, acc[r][c], 0),
                               _mm512_maskz_extracti64x4_epi64(0xFF, acc[r][c], 1));
-    store_row(reduce4(h[0], h[1], h[2], h[3]), r, out, st, cols, e);
+    sums[r] = reduce4(h[0], h[1], h[2], h[3]);
+  }
+  if (st.row == 1 && rows == MR512 && cols == NR) {  // a full tile of NHWC output
+    store_tile_nhwc(sums, out, st.col, e);
+    return;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR512; ++r) {
+    if (r >= rows) break;
+    store_row(sums[r], r, out, st, cols, e);
   }
 }
 

@@ -197,15 +197,20 @@ def import_long(src: str, device: str) -> list[str]:
         if not logs or not models:
             continue
         latest = os.path.join(sdir, "models", "net_g_latest.pth")
-        model = latest if os.path.isfile(latest) else max(
-            models, key=lambda m: int(re.search(r"net_g_(\d+)\.pth$", m).group(1)))
+        if os.path.isfile(latest):  # basicsr writes it at the end of a finished run
+            model, reached = latest, study.LONG_ITERS
+        else:  # a stopped run: its newest checkpoint
+            numbered = {int(m.group(1)): p for p in models if (m := re.search(r"net_g_(\d+)\.pth$", p))}
+            if not numbered:
+                continue
+            reached = max(numbered)
+            model = numbered[reached]
         rdir = run_dir(name)
         os.makedirs(os.path.join(rdir, "models"), exist_ok=True)
         for log in logs:
             shutil.copyfile(log, os.path.join(rdir, os.path.basename(log)))
         shutil.copyfile(model, os.path.join(rdir, "models", "net_g_latest.pth"))
         iters = [it for it, _ in val_curve(name)]
-        reached = study.LONG_ITERS if os.path.isfile(latest) else int(re.search(r"(\d+)\.pth$", model).group(1))
         done = {"seconds": sum(_log_seconds(l) for l in logs), "sittings": len(logs), "iters": reached,
                 "planned_iters": study.LONG_ITERS, "device": device,
                 "finished": time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(logs[-1])))}

@@ -100,7 +100,8 @@ struct Epilogue {
 
 // Where output (channel r, pixel c) of a tile goes, relative to its first element: r·row + c·col.
 // NCHW output: row = Ho·Wo, col = 1 (four pixels of a channel are one vector store); NHWC
-// (channels_last) output: row = 1, col = Cout (scalar stores, the channels of a pixel adjacent).
+// (channels_last) output: row = 1, col = Cout (the channels of a pixel adjacent: scalar stores
+// per row, or store_tile_nhwc's transposed vector stores for a full AVX-512 tile).
 struct Strides {
   int64_t row;
   int64_t col;
@@ -176,35 +177,27 @@ inline void sad_tile(const uint8_t* __restrict w, const uint8_t* __restrict x, i
 // a 4 × 4 transpose turns rows into pixels and each pixel is one vector load (residual) and one
 // vector store, instead of 16 scalar ones.
 inline void store_tile_nhwc(const __m128i* s, void* out, int64_t col, const Epilogue& e) {
-  if (e.alpha) {
-    __m128 f0 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[0]), _mm_set1_ps(e.alpha[0]), _mm_set1_ps(e.beta[0]));
-    __m128 f1 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[1]), _mm_set1_ps(e.alpha[1]), _mm_set1_ps(e.beta[1]));
-    __m128 f2 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[2]), _mm_set1_ps(e.alpha[2]), _mm_set1_ps(e.beta[2]));
-    __m128 f3 = _mm_fmadd_ps(_mm_cvtepi32_ps(s[3]), _mm_set1_ps(e.alpha[3]), _mm_set1_ps(e.beta[3]));
-    _MM_TRANSPOSE4_PS(f0, f1, f2, f3);
-    const __m128 px[NR] = {f0, f1, f2, f3};
-    float* o = static_cast<float*>(out);
+  __m128 f[NR];  // row r (channel r) of the tile; after the transpose, pixel c
 #pragma GCC unroll 4
-    for (int c = 0; c < NR; ++c) {
-      __m128 f = px[c];
-      if (e.res) f = _mm_add_ps(f, _mm_loadu_ps(e.res + c * col));
-      if (e.relu) f = _mm_max_ps(f, _mm_setzero_ps());
-      _mm_storeu_ps(o + c * col, f);
+  for (int r = 0; r < NR; ++r)  // the int32 sums travel as float bits when there is no epilogue
+    f[r] = e.alpha ? _mm_fmadd_ps(_mm_cvtepi32_ps(s[r]), _mm_set1_ps(e.alpha[r]), _mm_set1_ps(e.beta[r]))
+                   : _mm_castsi128_ps(s[r]);
+  _MM_TRANSPOSE4_PS(f[0], f[1], f[2], f[3]);  // moves bits only
+#pragma GCC unroll 4
+  for (int c = 0; c < NR; ++c) {
+    if (!e.alpha) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<int32_t*>(out) + c * col), _mm_castps_si128(f[c]));
+      continue;
     }
-  } else {
-    __m128 f0 = _mm_castsi128_ps(s[0]), f1 = _mm_castsi128_ps(s[1]);
-    __m128 f2 = _mm_castsi128_ps(s[2]), f3 = _mm_castsi128_ps(s[3]);
-    _MM_TRANSPOSE4_PS(f0, f1, f2, f3);  // moves bits only: the int32 sums are unchanged
-    const __m128 px[NR] = {f0, f1, f2, f3};
-    int32_t* o = static_cast<int32_t*>(out);
-#pragma GCC unroll 4
-    for (int c = 0; c < NR; ++c) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + c * col), _mm_castps_si128(px[c]));
+    if (e.res) f[c] = _mm_add_ps(f[c], _mm_loadu_ps(e.res + c * col));
+    if (e.relu) f[c] = _mm_max_ps(f[c], _mm_setzero_ps());
+    _mm_storeu_ps(static_cast<float*>(out) + c * col, f[c]);
   }
 }
 
 // The AVX-512 tile: 4 output channels × 4 pixels of 512-bit accumulators (16 of AVX-512's 32
 // registers), 64 bytes of K per step (Kp a multiple of 64). Compiled for AVX-512 with a target
-// attribute and called only when the CPU has it (u8_plan).
+// attribute and called only when the CPU has it (run() checks cpu_has_avx512()).
 constexpr int64_t MR512 = 4;
 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 void sad_tile_512(const uint8_t* __restrict w, const uint8_t* __restrict x, int64_t Kp, void* out, Strides st,
@@ -491,6 +484,7 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
                 op, ": out_scale and out_bias must be float32 (", num(g.Cout), ",) tensors on the input's device, got ",
                 t->scalar_type(), " ", shape_str(t->sizes()));
   }
+  const at::MemoryFormat fmt = output_format(input);
   at::Tensor res;
   if (residual.has_value()) {
     const at::Tensor& r = *residual;
@@ -499,9 +493,8 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
                 op, ": residual must be a float32 tensor of the output's shape (", num(g.N), ", ", num(g.Cout), ", ",
                 num(g.Ho), ", ", num(g.Wo), ") on the input's device, got ", r.scalar_type(), " ",
                 shape_str(r.sizes()));
+    res = r.contiguous(fmt);  // laid out as the output
   }
-  const at::MemoryFormat fmt = output_format(input);
-  if (residual.has_value()) res = residual->contiguous(fmt);  // laid out as the output
   auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().memory_format(fmt));
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
   const at::Tensor xp = pad_nhwc<float>(input, g, zero_point, Quantizer{float(scale), float(zero_point)});

@@ -7,9 +7,10 @@ of ``sys.meta_path``. The finder acts when, and only when, the top-level ``basic
 imported:
 
 1. before basicsr's ``__init__`` runs, the two fixes basicsr 1.4.2 needs to import at all on
-   current torchvision/Python (``addersr_plugin.compat``: the ``functional_tensor`` alias and
-   ``distutils``). ``compat.py`` is loaded from the installed package on its own, because
-   importing the package itself would import basicsr in the middle of basicsr's import;
+   current torchvision/Python (``addersr_plugin/integration/preimport.py``: the
+   ``functional_tensor`` alias and ``distutils``). That one file (standard library only) is loaded
+   from the installed package on its own, because importing the package itself would import
+   basicsr in the middle of basicsr's import;
 2. after basicsr has loaded, ``import addersr_plugin``: the remaining compatibility fixes
    (CPU resume, outputs rooted at the working directory, ...) and the registration of the
    AdderSR architectures in basicsr's ``ARCH_REGISTRY``.
@@ -46,19 +47,19 @@ def _warn(what: str, exc: BaseException) -> None:
 
 def _before_basicsr() -> None:
     """The fixes that must precede basicsr's ``__init__`` (it imports the missing modules)."""
-    compat = sys.modules.get("addersr_plugin.compat")
-    if compat is None:
+    fixes = sys.modules.get("addersr_plugin.integration.preimport")
+    if fixes is None:
         import importlib.util
 
         spec = importlib.util.find_spec("addersr_plugin")  # finds, does not execute, the package
         if spec is None or not spec.submodule_search_locations:
             raise ImportError("the addersr_plugin package is not installed")
-        path = os.path.join(list(spec.submodule_search_locations)[0], "compat.py")
-        compat_spec = importlib.util.spec_from_file_location("_addersr_plugin_preimport_compat", path)
-        compat = importlib.util.module_from_spec(compat_spec)
-        compat_spec.loader.exec_module(compat)
-    compat.alias_functional_tensor()
-    compat.ensure_distutils()
+        path = os.path.join(list(spec.submodule_search_locations)[0], "integration", "preimport.py")
+        fixes_spec = importlib.util.spec_from_file_location("_addersr_plugin_preimport", path)
+        fixes = importlib.util.module_from_spec(fixes_spec)
+        fixes_spec.loader.exec_module(fixes)
+    fixes.alias_functional_tensor()
+    fixes.ensure_distutils()
 
 
 def _after_basicsr() -> None:

@@ -42,7 +42,7 @@ from addersr_plugin.data.demo_set import TRAIN_PHOTOS, VAL_PHOTOS, load_photo  #
 from addersr_plugin.data.images import bicubic_downscale, modcrop  # noqa: E402
 from addersr_plugin.ops import adder_conv2d, adder_conv2d_u8  # noqa: E402
 from addersr_plugin.quant import QuantAdderConv2d, grid_for_range, quantize, quantize_model  # noqa: E402
-from addersr_plugin.quant.cli import image_tensor  # noqa: E402
+from addersr_plugin.quant.images import image_tensor  # noqa: E402
 
 SCALE = 2
 
@@ -165,7 +165,7 @@ def calibration_crops(n: int = 8, size: int = 96, seed: int = 1):
 def y_psnr(net, scale: int) -> float:
     from basicsr.utils import tensor2img
 
-    from addersr_plugin.demo import y_psnr_ssim
+    from addersr_plugin.scoring import y_psnr_ssim
 
     vals = []
     for name in VAL_PHOTOS:
@@ -174,7 +174,7 @@ def y_psnr(net, scale: int) -> float:
         with torch.inference_mode():
             sr = tensor2img(net(lr), rgb2bgr=True, min_max=(0, 1)) if net is not None else None
         if sr is None:
-            from addersr_plugin.demo import bicubic_upscale
+            from addersr_plugin.scoring import bicubic_upscale
 
             sr = bicubic_upscale(bicubic_downscale(hr, scale), scale)
         vals.append(y_psnr_ssim(sr, hr, scale)[0])
@@ -226,11 +226,10 @@ def edsr_int8(edsr, example):
 def load_or_train(args):
     """The float AdderEDSR to measure: --opt/--model, else the quick model (cached in --cache)."""
     if args.opt and args.model:
-        from addersr_plugin.cli.preflight import load_options
-        from addersr_plugin.upscale import load_generator
+        from addersr_plugin.loading import load_generator, read_options
 
         net, scale, _ = load_generator(args.opt, args.model, None, "cpu")
-        return net, dict(load_options(args.opt)["network_g"]), scale, f"{args.model} ({args.opt})"
+        return net, dict(read_options(args.opt)["network_g"]), scale, f"{args.model} ({args.opt})"
     from addersr_plugin.archs import AdderEDSR
 
     desc = (f"AdderEDSR {args.num_feat} feats / {args.num_block} blocks trained here for {args.iters} Adam steps "
@@ -285,7 +284,7 @@ def end_to_end(args) -> dict:
     psnr = {"AdderEDSR-int8 (ours)": y_psnr(qnet, scale), "AdderEDSR-fp32": y_psnr(net, scale),
             "bicubic": y_psnr(None, scale)}
     if args.edsr_opt:
-        from addersr_plugin.upscale import load_generator
+        from addersr_plugin.loading import load_generator
 
         edsr, _, _ = load_generator(args.edsr_opt, args.edsr_model, None, "cpu")
         psnr["EDSR-fp32"] = y_psnr(edsr, scale)

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from addersr_plugin.energy import main as energy_main  # noqa: E402
+from addersr_plugin.cli.energy import main as energy_main  # noqa: E402
 from addersr_plugin.energy.report import CATEGORY_LABELS, format_count, format_energy  # noqa: E402
 from addersr_plugin.energy.table import table_markdown  # noqa: E402
 

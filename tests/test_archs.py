@@ -226,7 +226,7 @@ def test_mean_buffer_follows_dtype():
 def test_adder_edsr_default_is_the_study_recipe():
     """The quality study's winner (docs/quality.md): image skip, DC-free head, no power activation;
     the paper's AdderEDSR is the three switches the other way."""
-    from addersr_plugin.archs._arch_util import DCFreeConv2d
+    from addersr_plugin.nn import DCFreeConv2d
 
     net = AdderEDSR(**TINY_EDSR)
     assert net.image_skip and isinstance(net.conv_first, DCFreeConv2d) and _count(net, PowerActivation) == 0

@@ -116,8 +116,9 @@ def test_importing_the_plugin_first_still_works_with_the_hook(hooked, tmp_path):
 
 def test_a_failing_plugin_warns_and_basicsr_still_imports(hooked, tmp_path):
     broken = tmp_path / "broken"
-    (broken / "addersr_plugin").mkdir(parents=True)
-    shutil.copy(os.path.join(REPO, "addersr_plugin", "compat.py"), broken / "addersr_plugin" / "compat.py")
+    (broken / "addersr_plugin" / "integration").mkdir(parents=True)
+    shutil.copy(os.path.join(REPO, "addersr_plugin", "integration", "preimport.py"),
+                broken / "addersr_plugin" / "integration" / "preimport.py")
     (broken / "addersr_plugin" / "__init__.py").write_text("raise RuntimeError('boom')\n")
     proc = _run("import basicsr; print('basicsr', basicsr.__version__)", _env(hooked, str(broken), warnings="default"),
                 tmp_path)
@@ -142,7 +143,7 @@ def test_setup_writes_the_startup_file_into_the_build(tmp_path):
                           env=dict(env(), ADDERSR_CPU_ONLY="1"), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (lib / hook.PTH_NAME).read_text() == hook.PTH_LINE + "\n"
-    assert (lib / "_addersr_plugin_hook.py").is_file() and (lib / "addersr_plugin" / "compat.py").is_file()
+    assert (lib / "_addersr_plugin_hook.py").is_file() and (lib / "addersr_plugin" / "integration" / "preimport.py").is_file()
 
 
 # ---------------------------------------------------------------------------- basicsr's own entry

@@ -175,9 +175,9 @@ def test_addersr_help(capsys):
 
 def test_energy_is_dispatched_with_its_arguments(monkeypatch):
     seen = []
-    fake = types.ModuleType("addersr_plugin.energy")
+    fake = types.ModuleType("addersr_plugin.cli.energy")
     fake.main = lambda argv: seen.append(argv) or 7
-    monkeypatch.setitem(sys.modules, "addersr_plugin.energy", fake)
+    monkeypatch.setitem(sys.modules, "addersr_plugin.cli.energy", fake)
     assert addersr_main(["energy", "--opt", "x.yml", "--vs", "EDSR"]) == 7
     assert seen == [["--opt", "x.yml", "--vs", "EDSR"]]
 

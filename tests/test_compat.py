@@ -12,20 +12,21 @@ import pytest
 import torch
 
 import addersr_plugin  # noqa: F401  (applies compat, registers archs)
-from addersr_plugin import compat
+from addersr_plugin import integration as compat
+from addersr_plugin.integration import preimport
 
 
 def test_functional_tensor_alias_installed_only_when_missing(monkeypatch):
-    monkeypatch.delitem(sys.modules, compat._FUNCTIONAL_TENSOR, raising=False)
+    monkeypatch.delitem(sys.modules, preimport._FUNCTIONAL_TENSOR, raising=False)
     assert compat.alias_functional_tensor() is True  # torchvision 0.29 has no such module
-    aliased = sys.modules[compat._FUNCTIONAL_TENSOR]
+    aliased = sys.modules[preimport._FUNCTIONAL_TENSOR]
     assert hasattr(aliased, "rgb_to_grayscale")  # what basicsr's degradations import
     assert compat.alias_functional_tensor() is False  # idempotent
 
-    real = types.ModuleType(compat._FUNCTIONAL_TENSOR)
-    monkeypatch.setitem(sys.modules, compat._FUNCTIONAL_TENSOR, real)
+    real = types.ModuleType(preimport._FUNCTIONAL_TENSOR)
+    monkeypatch.setitem(sys.modules, preimport._FUNCTIONAL_TENSOR, real)
     assert compat.alias_functional_tensor() is False  # a working module is left alone
-    assert sys.modules[compat._FUNCTIONAL_TENSOR] is real
+    assert sys.modules[preimport._FUNCTIONAL_TENSOR] is real
 
 
 def test_distutils_taken_from_setuptools_when_missing(monkeypatch):
@@ -51,10 +52,10 @@ def test_apply_is_idempotent_and_installs_every_patch():
     compat.apply()
     compat.apply()
     assert basicsr.train.load_resume_state is compat.load_resume_state
-    assert getattr(dist_util._init_dist_pytorch, compat._PATCHED)
-    assert getattr(BaseModel.model_to_device, compat._PATCHED)
-    assert getattr(SRModel.test, compat._PATCHED)
-    assert getattr(file_client.LmdbBackend.__init__, compat._PATCHED)
+    assert getattr(dist_util._init_dist_pytorch, compat.PATCHED)
+    assert getattr(BaseModel.model_to_device, compat.PATCHED)
+    assert getattr(SRModel.test, compat.PATCHED)
+    assert getattr(file_client.LmdbBackend.__init__, compat.PATCHED)
     assert compat.patch_resume() is False
     assert compat.patch_distributed() is False
     assert compat.patch_lmdb_backend() is False

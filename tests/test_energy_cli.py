@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import addersr_plugin  # noqa: F401
-from addersr_plugin.energy import BadSizeError, lr_size, main, parse_hr_size
+from addersr_plugin.cli.energy import main
+from addersr_plugin.energy import BadSizeError, lr_size, parse_hr_size
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ROOT / "options"
@@ -117,7 +118,7 @@ def test_bad_option_files(tmp_path, capsys):
     mismatch = tmp_path / "mismatch.yml"
     mismatch.write_text("scale: 4\nnetwork_g:\n  type: VDSR\n  num_in_ch: 3\n  num_out_ch: 3\n  upscale: 2\n")
     assert main(["-opt", str(mismatch)]) == 2
-    assert "network_g.upscale (2) differs from scale (4)" in capsys.readouterr().err
+    assert "scale (4) and network_g.upscale (2) disagree" in capsys.readouterr().err
 
 
 def test_addersr_command_and_python_m(capsys):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from addersr_plugin.ops import (adder_conv2d_u8, adder_conv2d_u8_affine, adder_conv2d_u8_affine_reference,
                                 adder_conv2d_u8_reference, extension_available)
-from addersr_plugin.ops.reference_u8 import quantize_u8
+from addersr_plugin.ops.quantize import quantize_u8
 
 REPO = Path(__file__).resolve().parents[1]
 OP = torch.ops.addersr.adder_conv2d_u8

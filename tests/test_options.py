@@ -11,8 +11,9 @@ from basicsr.archs import build_network
 from basicsr.utils.options import parse_options
 
 OPTIONS = Path(__file__).resolve().parents[1] / "options"
-STUDY = sorted((OPTIONS / "study").rglob("*.yml"))  # the quality study's own recipe, tested below
-FILES = sorted(p for p in OPTIONS.rglob("*.yml") if p not in STUDY)
+DEPTH = sorted((OPTIONS / "study" / "depth").glob("*.yml"))  # the depth-and-scale study, tested below
+STUDY = sorted(p for p in (OPTIONS / "study").rglob("*.yml") if p not in DEPTH)  # the first quality study
+FILES = sorted(p for p in OPTIONS.rglob("*.yml") if p not in STUDY and p not in DEPTH)
 BN_ARCHS = {"AdderEDSR", "AdderVDSR"}
 ADDER_ARCHS = {"AdderEDSR", "AdderVDSR"}
 
@@ -131,3 +132,31 @@ def test_study_option_file_parses_and_builds(path, tmp_path, monkeypatch):
     with torch.no_grad():
         out = net(torch.rand(1, 3, 5, 3))
     assert out.shape == (1, 3, 10, 6) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("path", DEPTH, ids=_rel)
+def test_depth_study_option_file_parses_and_builds(path, tmp_path, monkeypatch):
+    """options/study/depth/*.yml (docs/quality_depth.md): the split photo set, validation on its
+    validation photos only (never the test split), the scale and size the run's name says."""
+    opt, _ = _parse(path, tmp_path, monkeypatch)
+    assert opt["name"] == path.stem
+    scale, variant, size, seed = _depth_fields(path.stem)
+    feat, block = (int(v) for v in size.split("x"))
+    assert opt["scale"] == scale == opt["network_g"]["upscale"] and opt["manual_seed"] == seed
+    assert (opt["network_g"]["num_feat"], opt["network_g"]["num_block"]) == (feat, block)
+    train, val = opt["datasets"]["train"], opt["datasets"]["val"]
+    assert train["dataroot_lq"] == f"datasets/photos_split/train_LR_bicubic_X{scale}_sub.lmdb"
+    assert val["dataroot_gt"] == "datasets/photos_split/heldout/HR" and "test" not in val["dataroot_lq"]
+    assert opt["network_g"]["type"] == ("EDSR" if variant == "edsr" else "AdderEDSR")
+    if variant != "edsr":
+        assert opt["network_g"]["second_shortcut"] == variant.startswith("ours_ss")
+    net = build_network(dict(opt["network_g"], num_feat=8, num_block=1)).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 5, 3))
+    assert out.shape == (1, 3, 5 * scale, 3 * scale) and torch.isfinite(out).all()
+
+
+def _depth_fields(stem: str):
+    """(scale, variant, size, seed) of ``depth_x<scale>_<variant>_<feat>x<block>_s<seed>``."""
+    parts = stem.split("_")
+    return int(parts[1][1:]), "_".join(parts[2:-2]), parts[-2], int(parts[-1][1:])

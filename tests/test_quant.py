@@ -336,13 +336,13 @@ def test_quantize_command_bad_options(cli_setup, capsys, argv, message):
 
 
 def test_upscale_refuses_int8_on_cuda_and_other_network(int8_file, cli_setup, tmp_path):
-    from addersr_plugin.upscale import UpscaleError, load_generator
-    with pytest.raises(UpscaleError, match=r"int8 model: it runs on the CPU only .* pass --device cpu"):
+    from addersr_plugin.loading import LoadError, load_generator
+    with pytest.raises(LoadError, match=r"int8 model: it runs on the CPU only .* pass --device cpu"):
         load_generator(str(cli_setup / "opt.yml"), int8_file, device="cuda")
     import yaml
     other = tmp_path / "other.yml"
     other.write_text(yaml.safe_dump({"scale": 2, "network_g": dict(NET_G, num_feat=8)}))
-    with pytest.raises(UpscaleError, match=r"was quantized from network_g .* but the option file has"):
+    with pytest.raises(LoadError, match=r"was quantized from network_g .* but the option file has"):
         load_generator(str(other), int8_file)
 
 

@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 import addersr_plugin  # noqa: F401
-from addersr_plugin import demo
+from addersr_plugin.cli import demo
 from addersr_plugin.data import demo_set
 from sr_helpers import env
 

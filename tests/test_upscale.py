@@ -10,8 +10,8 @@ import torch
 
 import addersr_plugin  # noqa: F401
 from addersr_plugin.cli import addersr_main
-from addersr_plugin.upscale import (TileSeamWarning, UpscaleError, load_generator, receptive_radius,
-                                    resolve_tile_pad, upscale_tensor)
+from addersr_plugin.inference import TileSeamWarning, UpscaleError, receptive_radius, resolve_tile_pad, upscale_tensor
+from addersr_plugin.loading import LoadError, load_generator
 from sr_helpers import textured_image, write_yaml
 
 NET = {"type": "AdderEDSR", "num_in_ch": 3, "num_out_ch": 3, "num_feat": 4, "num_block": 1, "upscale": 2}
@@ -53,15 +53,15 @@ def test_loads_params_ema_when_present_else_params(tmp_path, trained):
 
 def test_checkpoint_errors(tmp_path, trained):
     opt, ckpt, _, _ = trained
-    with pytest.raises(UpscaleError, match="model file not found"):
+    with pytest.raises(LoadError, match="model file not found"):
         load_generator(opt, str(tmp_path / "none.pth"))
-    with pytest.raises(UpscaleError, match="has no 'weights'; it holds: params, params_ema"):
+    with pytest.raises(LoadError, match="has no 'weights'; it holds: params, params_ema"):
         load_generator(opt, ckpt, param_key="weights")
     other = write_yaml(str(tmp_path / "other.yml"), {"scale": 2, "network_g": {**NET, "num_feat": 8}})
-    with pytest.raises(UpscaleError, match="does not match network_g of .*other.yml"):
+    with pytest.raises(LoadError, match="does not match network_g of .*other.yml"):
         load_generator(other, ckpt)
     unknown = write_yaml(str(tmp_path / "unknown.yml"), {"scale": 2, "network_g": {"type": "NoSuchNet"}})
-    with pytest.raises(UpscaleError, match="unknown architecture 'NoSuchNet'"):
+    with pytest.raises(LoadError, match="unknown architecture 'NoSuchNet'"):
         load_generator(unknown, ckpt)
 
 
@@ -170,7 +170,7 @@ def test_tile_pad_below_the_receptive_field_warns(tmp_path, trained, capsys):
 def test_scale_must_agree_with_network_upscale(tmp_path, trained, capsys):
     _, ckpt, net, _ = trained
     bad = write_yaml(str(tmp_path / "bad.yml"), {"scale": 4, "network_g": NET})
-    with pytest.raises(UpscaleError, match=r"scale \(4\) and network_g.upscale \(2\) disagree"):
+    with pytest.raises(LoadError, match=r"scale \(4\) and network_g.upscale \(2\) disagree"):
         load_generator(bad, ckpt)
     img = tmp_path / "in.png"
     cv2.imwrite(str(img), textured_image(40, 40, 1))

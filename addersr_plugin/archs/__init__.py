@@ -5,7 +5,7 @@ One ``*_arch.py`` per architecture, BasicSR style. Importing basicsr needs
 importing this package (and mmengine's lazy ``locations`` import goes through it too).
 """
 
-from ._register import ArchNameClashError, register_arch
+from ..integration.registration import ArchNameClashError, register_arch
 from .adder_edsr_arch import AdderEDSR, AdderResidualBlock, AdderUpsampleStep
 from .adder_vdsr_arch import AdderVDSR
 from .vdsr_arch import VDSR

@@ -1,4 +1,4 @@
-"""AdderEDSR: EDSR whose body convolutions are AdderSR units (ADDERSR.md §2)."""
+"""AdderEDSR: EDSR whose body convolutions are AdderSR units (docs/architectures.md)."""
 
 from __future__ import annotations
 
@@ -6,50 +6,10 @@ from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
-from ..nn import ShortcutAdderBlock
-from ._arch_util import (DCFreeConv2d, MeanShift, adder_unit_kwargs, bicubic_upsample, check_positive_int,
-                         pixel_shuffle_steps)
-from ._register import register_arch
-
-
-class AdderResidualBlock(nn.Module):
-    """EDSR's residual block with adder units: ``x + res_scale * unit2(unit1(x))``.
-
-    The CNN block is conv-ReLU-conv; each conv becomes a :class:`ShortcutAdderBlock`
-    and ReLU stays only where the CNN has it (after the first unit).
-    """
-
-    def __init__(self, num_feat: int, res_scale: float, **unit_kwargs):
-        super().__init__()
-        self.res_scale = res_scale
-        self.unit1 = ShortcutAdderBlock(num_feat, act="relu", **unit_kwargs)
-        self.unit2 = ShortcutAdderBlock(num_feat, act=None, **unit_kwargs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.res_scale * self.unit2(self.unit1(x))
-
-    def extra_repr(self) -> str:
-        return f"res_scale={self.res_scale}"
-
-
-class AdderUpsampleStep(ShortcutAdderBlock):
-    """One ×s upsampler step as an adder unit: adder(C -> s²C) -> BN -> power -> PixelShuffle(s).
-
-    The CNN step is conv -> PixelShuffle with no activation, so the unit has no ReLU; the
-    channel count changes, so no self-shortcut is possible. The unit is
-    :class:`ShortcutAdderBlock` itself (one definition of the adder -> BN -> power order).
-    """
-
-    def __init__(self, num_feat: int, scale: int, **unit_kwargs):
-        unit_kwargs = dict(unit_kwargs, shortcut=False, act=None)
-        super().__init__(num_feat, out_feat=scale * scale * num_feat, **unit_kwargs)
-        self.shuffle = nn.PixelShuffle(scale)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.shuffle(super().forward(x))
-
-    def extra_repr(self) -> str:
-        return ""
+from ..nn import (AdderResidualBlock, AdderUpsampleStep, DCFreeConv2d, MeanShift, ShortcutAdderBlock,
+                  bicubic_upsample)
+from ._arch_util import adder_unit_kwargs, check_positive_int, pixel_shuffle_steps
+from ..integration.registration import register_arch
 
 
 def make_upsampler(num_feat: int, upscale: int, adder: bool, **unit_kwargs) -> nn.Sequential:
@@ -111,7 +71,8 @@ class AdderEDSR(nn.Module):
                  shortcut: bool = True, power_act: bool = False, norm: Optional[str] = "bn",
                  eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
                  adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False,
-                 adder_upsampler: bool = False, image_skip: bool = True, dc_free_head: bool = True):
+                 adder_upsampler: bool = False, image_skip: bool = True, dc_free_head: bool = True,
+                 second_shortcut: bool = True):
         super().__init__()
         if dc_free_head and not image_skip:
             raise ValueError("AdderEDSR: dc_free_head=True needs image_skip=True: a zero-sum head drops the "
@@ -129,7 +90,7 @@ class AdderEDSR(nn.Module):
 
         self.image_skip = bool(image_skip)
         self.conv_first = (DCFreeConv2d if dc_free_head else nn.Conv2d)(num_in_ch, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(*(AdderResidualBlock(num_feat, res_scale, **unit_kwargs)
+        self.body = nn.Sequential(*(AdderResidualBlock(num_feat, res_scale, second_shortcut, **unit_kwargs)
                                     for _ in range(num_block)))
         self.conv_after_body = ShortcutAdderBlock(num_feat, act=None, **unit_kwargs)
         self.upsample = make_upsampler(num_feat, upscale, adder_upsampler, **unit_kwargs)

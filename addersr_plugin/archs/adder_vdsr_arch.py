@@ -7,8 +7,9 @@ from typing import Optional
 from torch import Tensor, nn
 
 from ..nn import ShortcutAdderBlock
-from ._arch_util import adder_unit_kwargs, bicubic_upsample, check_vdsr_args
-from ._register import register_arch
+from ..nn import bicubic_upsample
+from ._arch_util import adder_unit_kwargs, check_vdsr_args
+from ..integration.registration import register_arch
 
 
 @register_arch

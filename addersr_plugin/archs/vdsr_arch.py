@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._arch_util import bicubic_upsample, check_vdsr_args
-from ._register import register_arch
+from ..nn import bicubic_upsample
+from ._arch_util import check_vdsr_args
+from ..integration.registration import register_arch
 
 
 @register_arch

@@ -23,10 +23,10 @@ from ..data.errors import DatasetError
 
 PROG = "addersr"
 _DELEGATED = {
-    "upscale": ("addersr_plugin.upscale", "upscale images with a trained net_g_*.pth"),
-    "demo": ("addersr_plugin.demo", "build the photo demo set, train AdderEDSR and EDSR x2 on CPU, compare"),
-    "energy": ("addersr_plugin.energy", "count multiplications/additions and energy of a model"),
-    "quantize": ("addersr_plugin.quant.cli", "8-bit integer adder layers for a trained model (CPU, docs/int8.md)"),
+    "upscale": ("addersr_plugin.cli.upscale", "upscale images with a trained net_g_*.pth"),
+    "demo": ("addersr_plugin.cli.demo", "build the photo demo set, train AdderEDSR and EDSR x2 on CPU, compare"),
+    "energy": ("addersr_plugin.cli.energy", "count multiplications/additions and energy of a model"),
+    "quantize": ("addersr_plugin.cli.quantize", "8-bit integer adder layers for a trained model (CPU, docs/int8.md)"),
 }
 
 
@@ -67,6 +67,10 @@ def _data_parser(sub) -> None:
                    help="whole photos held out of every source (default 2; stable choice by name hash)")
     p.add_argument("--holdout", nargs="+", default=None, metavar="NAME",
                    help="hold out these photos instead (file stem, or <source>_<stem>)")
+    p.add_argument("--test", nargs="+", default=None, metavar="NAME",
+                   help="put these photos in the test split (test/): never trained on, not for choosing")
+    p.add_argument("--test-source", nargs="+", default=None, metavar="SRC",
+                   help="whole collections for the test split only (a folder, 'skimage' or 'matplotlib')")
     p.add_argument("--crop", type=int, default=192, help="HR training sub-image size (default 192)")
     p.add_argument("--step", type=int, default=96, help="HR sub-image stride (default 96)")
 
@@ -98,10 +102,12 @@ def _run_data(args: argparse.Namespace) -> None:
 
         manifest = prepare_photos(args.sources, args.out, scales=args.scales, reduce=args.reduce,
                                   holdout_per_source=args.holdout_per_source, holdout=args.holdout,
-                                  crop=args.crop, step=args.step)
+                                  test=args.test, test_sources=args.test_source, crop=args.crop, step=args.step)
         held = [p["file"] for p in manifest["photos"] if p["split"] == "heldout"]
-        print(f"{len(manifest['photos']) - len(held)} training photos -> {manifest['train_sub_images']} "
-              f"sub-images; held out: {', '.join(held)}")
+        tested = [p["file"] for p in manifest["photos"] if p["split"] == "test"]
+        print(f"{len(manifest['photos']) - len(held) - len(tested)} training photos -> "
+              f"{manifest['train_sub_images']} sub-images; held out (validation): {', '.join(held)}"
+              + (f"; test: {', '.join(tested)}" if tested else ""))
         paths = {"dataset": os.path.abspath(args.out)}
     else:
         from ..data.demo_set import prepare_demo_set

@@ -6,64 +6,13 @@ and bad data only inside dataloader workers; here each problem is one clear sent
 
 from __future__ import annotations
 
-import copy
 import os
 
-
-class OptionError(ValueError):
-    """The option file cannot run as written."""
+from ..loading import LoadError, check_network, read_options
 
 
-def registered_archs() -> tuple[list[str], list[str]]:
-    """(architectures of this plugin, architectures of basicsr and other plugins), sorted."""
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    ours, others = [], []
-    for name, cls in ARCH_REGISTRY._obj_map.items():
-        (ours if getattr(cls, "__module__", "").startswith("addersr_plugin.") else others).append(name)
-    return sorted(ours), sorted(others)
-
-
-def load_options(path: str, force_yml: list[str] | None = None) -> dict:
-    """The option dict as basicsr will see it, ``--force_yml`` overrides included."""
-    import yaml
-    from basicsr.utils.options import _postprocess_yml_value, ordered_yaml
-
-    if not os.path.isfile(path):
-        raise OptionError(f"option file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            opt = yaml.load(f, Loader=ordered_yaml()[0])
-    except yaml.YAMLError as exc:
-        raise OptionError(f"option file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(opt, dict):
-        raise OptionError(f"option file {path} does not hold a mapping of options")
-    opt = copy.deepcopy(opt)
-    for entry in force_yml or []:
-        if "=" not in entry:
-            raise OptionError(f"--force_yml entry must look like a:b:c=value, got {entry!r}")
-        keys, value = (s.strip() for s in entry.split("=", 1))
-        node = opt
-        *parents, last = keys.split(":")
-        for key in parents:
-            if not isinstance(node.get(key), dict):
-                raise OptionError(f"--force_yml {entry!r}: {key!r} is not a section of {path}")
-            node = node[key]
-        node[last] = _postprocess_yml_value(value)
-    return opt
-
-
-def check_arch(opt: dict, path: str) -> None:
-    net = opt.get("network_g")
-    if not isinstance(net, dict) or "type" not in net:
-        raise OptionError(f"{path}: 'network_g' with a 'type' is required")
-    ours, others = registered_archs()
-    if net["type"] not in ours + others:
-        raise OptionError(
-            f"{path}: unknown architecture {net['type']!r} in network_g. "
-            f"Adder architectures of addersr-plugin: {', '.join(ours)}. "
-            f"BasicSR's own: {', '.join(others)}."
-        )
+# Every option problem is a LoadError (one type for options and checkpoints, loading.py); the old name stays.
+OptionError = LoadError
 
 
 def check_runtime(opt: dict, path: str, is_train: bool) -> None:
@@ -108,8 +57,8 @@ def preflight(path: str, force_yml: list[str] | None, is_train: bool) -> dict:
     """Run every check; returns the option dict. Raises OptionError or DatasetError."""
     from ..data.checks import check_datasets
 
-    opt = load_options(path, force_yml)
-    check_arch(opt, path)
+    opt = read_options(path, force_yml)
+    check_network(opt, path)
     check_runtime(opt, path, is_train)
     check_datasets(opt)
     return opt

@@ -7,9 +7,11 @@ for the photographs that ship inside scikit-image. For every photo it
 1. reduces JPEG photos by an integer factor (``--reduce``, default 4) with MATLAB bicubic:
    a 4× reduction averages away JPEG block artefacts and sensor noise, so the HR images are
    clean the way DIV2K's are; lossless photos (PNG, TIFF) are kept at their size;
-2. assigns the **whole photo** to train or held-out: ``--holdout-per-source N`` photos of
-   every source (a deterministic choice, stable across runs) or the photos named with
-   ``--holdout NAME``; a held-out photo is never cropped into training;
+2. assigns the **whole photo** to train, held-out (validation) or test: ``--holdout-per-source N``
+   photos of every source (a deterministic choice, stable across runs) or the photos named with
+   ``--holdout NAME`` are held out for validation (what choices may look at); the photos named
+   with ``--test NAME`` and every photo of a ``--test-source`` collection form the test split,
+   which only reports. Neither a held-out nor a test photo is ever cropped into training;
 3. writes BasicSR's layout:
 
        DIR/train_HR/<source>_<photo>.png                  the reduced training photos
@@ -17,6 +19,7 @@ for the photographs that ship inside scikit-image. For every photo it
        DIR/train_LR_bicubic_X{s}_sub.lmdb                 matching LR sub-images per scale
        DIR/heldout/HR/<source>_<photo>.png                held-out photos, modcropped to lcm(scales)
        DIR/heldout/LR_bicubic/X{s}/<source>_<photo>.png   their MATLAB-bicubic LR images
+       DIR/test/HR/..., DIR/test/LR_bicubic/X{s}/...      the test split, same layout (when asked for)
        DIR/manifest.json                                  sources, split, sizes, factors
 
 Everything is written under a staging name and renamed into place only when complete, so an
@@ -39,6 +42,11 @@ from .errors import DatasetError
 from .images import IMAGE_EXTENSIONS, bicubic_downscale, modcrop, read_image, scan_images, write_png
 
 SKIMAGE_SOURCE = "skimage"
+MATPLOTLIB_SOURCE = "matplotlib"
+# matplotlib's one sample photograph (a US Navy portrait in the public domain, 512x600 JPEG): too
+# small for --reduce 4, so it is reduced 2x, as the demo does.
+MATPLOTLIB_PHOTOS = {"grace_hopper": 2}
+PACKAGED_SOURCES = (SKIMAGE_SOURCE, MATPLOTLIB_SOURCE)
 # scikit-image's everyday RGB photographs (the Hubble field, retina, microscopy and synthetic
 # images are left out: they are not the kind of photo an SR user upscales).
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
@@ -53,8 +61,8 @@ _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 def _source_name(src: str) -> str:
-    if src == SKIMAGE_SOURCE:
-        return SKIMAGE_SOURCE
+    if src in PACKAGED_SOURCES:
+        return src
     return _KEY_UNSAFE.sub("_", os.path.basename(os.path.normpath(src))) or "photos"
 
 
@@ -69,10 +77,29 @@ def _load_skimage(name: str) -> np.ndarray:
     return np.ascontiguousarray(rgb[:, :, ::-1])  # BGR, like cv2 and BasicSR
 
 
+def _load_matplotlib(name: str) -> np.ndarray:
+    import matplotlib
+
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", f"{name}.jpg")
+    if not os.path.isfile(path):
+        raise DatasetError(f"matplotlib's sample photo is missing: {path}")
+    return read_image(path)
+
+
+def _load(source: str, path: str) -> np.ndarray:
+    if source == SKIMAGE_SOURCE:
+        return _load_skimage(path)
+    if source == MATPLOTLIB_SOURCE:
+        return _load_matplotlib(path)
+    return read_image(path)
+
+
 def list_photos(src: str) -> list[tuple[str, str, bool]]:
-    """``(key, path_or_skimage_name, lossy)`` for every photo of one source, sorted."""
+    """``(key, path_or_packaged_name, lossy)`` for every photo of one source, sorted."""
     if src == SKIMAGE_SOURCE:
         return [(name, name, False) for name in SKIMAGE_PHOTOS]
+    if src == MATPLOTLIB_SOURCE:
+        return [(name, name, True) for name in MATPLOTLIB_PHOTOS]
     names = scan_images(src)
     photos = [(_photo_key(n), os.path.join(src, n), n.lower().endswith(LOSSY_EXTENSIONS)) for n in names]
     keys = [k for k, _, _ in photos]
@@ -104,6 +131,8 @@ def prepare_photos(
     reduce: int = 4,
     holdout_per_source: int = 2,
     holdout: list[str] | None = None,
+    test: list[str] | None = None,
+    test_sources: list[str] | None = None,
     crop: int = 192,
     step: int = 96,
 ) -> dict:
@@ -115,61 +144,75 @@ def prepare_photos(
         raise DatasetError(f"--reduce must be a positive integer, got {reduce}")
     if holdout_per_source < 0:
         raise DatasetError(f"--holdout-per-source must be >= 0, got {holdout_per_source}")
+    test_sources = list(test_sources or [])
     if not sources:
         raise DatasetError("give at least one photo folder (or 'skimage')")
+    twice = sorted(set(sources) & set(test_sources))
+    if twice:
+        raise DatasetError(f"{', '.join(twice)}: a source is either for training or a --test-source, not both")
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(os.path.join(out_dir, MANIFEST)):
         raise DatasetError(f"{out_dir} already holds a finished photo dataset; delete it to rebuild")
     align = math.lcm(*scales)
 
-    plan = []  # (source, key, path, lossy, heldout)
-    named = set(holdout or [])
-    for src in sources:
-        if src != SKIMAGE_SOURCE and not os.path.isdir(src):
-            raise DatasetError(f"photo source is not a folder: {src} (or use '{SKIMAGE_SOURCE}')")
+    plan = []  # (source, key, path, lossy, split)
+    named, named_test = set(holdout or []), set(test or [])
+    both = named & named_test
+    if both:
+        raise DatasetError(f"{', '.join(sorted(both))}: named in both --holdout and --test")
+    for src in list(sources) + test_sources:
+        if src not in PACKAGED_SOURCES and not os.path.isdir(src):
+            raise DatasetError(f"photo source is not a folder: {src} (or use one of {', '.join(PACKAGED_SOURCES)})")
         source = _source_name(src)
         if any(p[0] == source for p in plan):
             raise DatasetError(f"two sources share the name {source!r}")
         photos = list_photos(src)
+        if src in test_sources:  # a whole collection that only reports: never trained on, never chosen on
+            plan += [(source, k, p, lossy, "test") for k, p, lossy in photos]
+            continue
         keys = [k for k, _, _ in photos]
+        tested = {k for k in keys if k in named_test or f"{source}_{k}" in named_test}
         chosen = {k for k in keys if k in named or f"{source}_{k}" in named}
         if not chosen and holdout_per_source:
-            chosen = set(choose_holdout(keys, holdout_per_source))
-        if len(chosen) == len(keys):
-            raise DatasetError(f"every photo of {source} is held out: nothing left to train on")
-        plan += [(source, k, p, lossy, k in chosen) for k, p, lossy in photos]
-    unknown = named - {k for _, k, *_ in plan} - {f"{s}_{k}" for s, k, *_ in plan}
-    if unknown:
-        raise DatasetError(f"--holdout names no photo of the sources: {', '.join(sorted(unknown))}")
+            chosen = set(choose_holdout([k for k in keys if k not in tested], holdout_per_source))
+        if len(chosen | tested) == len(keys):
+            raise DatasetError(f"every photo of {source} is held out or tested: nothing left to train on")
+        plan += [(source, k, p, lossy, "test" if k in tested else "heldout" if k in chosen else "train")
+                 for k, p, lossy in photos]
+    every = {k for _, k, *_ in plan} | {f"{s}_{k}" for s, k, *_ in plan}
+    for flag, names in (("--holdout", named), ("--test", named_test)):
+        if names - every:
+            raise DatasetError(f"{flag} names no photo of the sources: {', '.join(sorted(names - every))}")
 
     os.makedirs(os.path.dirname(out_dir) or ".", exist_ok=True)
     staging = out_dir + ".partial"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(os.path.join(staging, "train_HR"))
-    os.makedirs(os.path.join(staging, "heldout", "HR"))
-    for s in scales:
-        os.makedirs(os.path.join(staging, "heldout", "LR_bicubic", f"X{s}"))
-    manifest = {"version": 1, "scales": scales, "reduce": reduce, "crop": crop, "step": step,
+    whole_splits = ["heldout"] + (["test"] if any(p[4] == "test" for p in plan) else [])
+    for split in whole_splits:
+        os.makedirs(os.path.join(staging, split, "HR"))
+        for s in scales:
+            os.makedirs(os.path.join(staging, split, "LR_bicubic", f"X{s}"))
+    manifest = {"version": 1, "test_sources": [_source_name(t) for t in test_sources], "scales": scales, "reduce": reduce, "crop": crop, "step": step,
                 "sources": sorted({p[0] for p in plan}), "photos": []}
     try:
-        for i, (source, key, path, lossy, heldout) in enumerate(plan, 1):
-            img = _load_skimage(path) if source == SKIMAGE_SOURCE else read_image(path)
+        for i, (source, key, path, lossy, split) in enumerate(plan, 1):
+            img = _load(source, path)
             if img.shape[2] != 3:
                 raise DatasetError(f"{path}: only RGB photos are supported (got {img.shape[2]} channels)")
-            factor = reduce if lossy else 1
+            factor = MATPLOTLIB_PHOTOS[key] if source == MATPLOTLIB_SOURCE else reduce if lossy else 1
             small = reduce_photo(img, factor)
             if min(small.shape[:2]) < MIN_SIDE:
                 raise DatasetError(f"{path}: {small.shape[1]}x{small.shape[0]} after reduction ×{factor} "
                                    f"is below {MIN_SIDE} px; use a smaller --reduce")
             name = f"{source}_{key}.png"
-            split = "heldout" if heldout else "train"
             print(f"[{i}/{len(plan)}] {source}/{key}: {img.shape[1]}x{img.shape[0]} /{factor} -> "
                   f"{small.shape[1]}x{small.shape[0]} ({split})", flush=True)
-            if heldout:
+            if split != "train":
                 hr = modcrop(small, align)
-                write_png(os.path.join(staging, "heldout", "HR", name), hr)
+                write_png(os.path.join(staging, split, "HR", name), hr)
                 for s in scales:
-                    write_png(os.path.join(staging, "heldout", "LR_bicubic", f"X{s}", name), bicubic_downscale(hr, s))
+                    write_png(os.path.join(staging, split, "LR_bicubic", f"X{s}", name), bicubic_downscale(hr, s))
             else:
                 write_png(os.path.join(staging, "train_HR", name), small)
             manifest["photos"].append({"source": source, "photo": key, "file": name, "split": split,
@@ -201,6 +244,8 @@ def photo_paths(out_dir: str, scale: int) -> dict[str, str]:
         "train_lq": os.path.join(out_dir, f"train_LR_bicubic_X{scale}_sub.lmdb"),
         "val_gt": os.path.join(out_dir, "heldout", "HR"),
         "val_lq": os.path.join(out_dir, "heldout", "LR_bicubic", f"X{scale}"),
+        "test_gt": os.path.join(out_dir, "test", "HR"),
+        "test_lq": os.path.join(out_dir, "test", "LR_bicubic", f"X{scale}"),
     }
 
 
@@ -213,5 +258,5 @@ def load_manifest(out_dir: str) -> dict:
         return json.load(f)
 
 
-__all__ = ["prepare_photos", "photo_paths", "load_manifest", "choose_holdout", "SKIMAGE_SOURCE",
+__all__ = ["prepare_photos", "photo_paths", "load_manifest", "choose_holdout", "SKIMAGE_SOURCE", "MATPLOTLIB_SOURCE",
            "IMAGE_EXTENSIONS"]

@@ -1,5 +1,7 @@
 """Named errors of the energy counter; the command prints their message and exits with 2."""
 
+from ..checkpoint_io import LoadError
+
 
 class EnergyError(ValueError):
     """Bad input to ``addersr energy`` (base class)."""
@@ -21,5 +23,5 @@ class BadSizeError(EnergyError):
     """A malformed ``--hr-size`` or one the scale does not divide."""
 
 
-class OptionFileError(EnergyError):
+class OptionFileError(EnergyError, LoadError):
     """An option file that cannot be read or lacks what the counter needs."""

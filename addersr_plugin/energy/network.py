@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from ..loading import LoadError, option_scale, read_options
 from .counter import count_operations, total
 from .counts import CATEGORIES, PAPER_RULE_CATEGORIES, UNPRICED, OpCount, Record
 from .errors import BadSizeError, OptionFileError
@@ -38,33 +39,22 @@ def lr_size(hr_size: Tuple[int, int], scale: int) -> Tuple[int, int]:
 
 
 def load_option_file(path: str) -> Dict[str, Any]:
-    """Read a BasicSR option file with BasicSR's own YAML loader."""
-    import yaml
-    from basicsr.utils.options import ordered_yaml
-
+    """Read a BasicSR option file (the one option loader, :func:`addersr_plugin.loading.read_options`)."""
     try:
-        with open(path, "r") as f:
-            opt = yaml.load(f, Loader=ordered_yaml()[0])
-    except OSError as e:
-        raise OptionFileError(f"cannot read option file {path!r}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise OptionFileError(f"option file {path!r} is not valid YAML: {e}") from None
-    if not isinstance(opt, dict) or not isinstance(opt.get("network_g"), dict) or "type" not in opt["network_g"]:
+        opt = read_options(path)
+    except LoadError as e:
+        raise OptionFileError(f"cannot read option file: {e}") from None
+    if not isinstance(opt.get("network_g"), dict) or "type" not in opt["network_g"]:
         raise OptionFileError(f"option file {path!r} has no network_g with a type")
     return opt
 
 
 def network_scale(opt: Mapping[str, Any], where: str) -> int:
-    """The upscaling factor: ``network_g.upscale`` and/or the top-level ``scale``; they must agree."""
-    net_scale = opt["network_g"].get("upscale")
-    top_scale = opt.get("scale")
-    if net_scale is not None and top_scale is not None and net_scale != top_scale:
-        raise OptionFileError(f"{where}: network_g.upscale ({net_scale}) differs from scale ({top_scale})")
-    scale = net_scale if net_scale is not None else top_scale
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale <= 0:
-        raise OptionFileError(f"{where}: cannot tell the scale; set scale or network_g.upscale to a positive int "
-                              f"(got {scale!r})")
-    return scale
+    """The upscaling factor (:func:`addersr_plugin.loading.option_scale`, as an energy error)."""
+    try:
+        return option_scale(opt, where)
+    except LoadError as e:
+        raise OptionFileError(str(e)) from None
 
 
 def input_channels(network_opt: Mapping[str, Any], where: str) -> int:
@@ -76,7 +66,6 @@ def input_channels(network_opt: Mapping[str, Any], where: str) -> int:
 
 def build_on_meta(network_opt: Mapping[str, Any], where: str) -> torch.nn.Module:
     """BasicSR's ``build_network`` under the meta device: parameters take no memory."""
-    import addersr_plugin  # noqa: F401  (compat fixes and arch registration)
     from basicsr.archs import build_network
     from basicsr.utils import get_root_logger
 

@@ -20,15 +20,12 @@ import torch
 
 from . import reference, reference_u8
 from ._schema import LIBRARY, SCHEMAS
+from .errors import AdderExtensionWarning
 
 _LOADED = False
 _LOAD_ERROR: str | None = None
 _FALLBACK_BACKENDS: list = []
 _FALLBACK_LIB = None  # keeps the Python-defined library alive
-
-
-class AdderExtensionWarning(UserWarning):
-    """The compiled adder kernels are unavailable for some backend; the reference runs instead."""
 
 
 def _cpu_supports_build() -> str | None:

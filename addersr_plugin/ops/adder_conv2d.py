@@ -8,76 +8,21 @@ and the user-facing argument checks, in the style of ``torchvision.ops``.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from . import _extension  # noqa: F401  (defines or loads the operators)
 from . import reference
+from .geometry import IntPair, check_geometry, output_size, to_pair
 from ._schema import INPUT_GRAD_MODES, WEIGHT_GRAD_MODES
 
-IntPair = Union[int, Sequence[int]]
 _ops = torch.ops.addersr
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 # --------------------------------------------------------------------------- checks
-
-def to_pair(name: str, value: IntPair, owner: str = "adder_conv2d") -> Tuple[int, int]:
-    """``value`` (an int or a pair of ints) as an (h, w) pair; ``TypeError`` naming ``owner`` and ``name``."""
-    message = f"{owner}: {name} must be an int or a pair of ints, got {value!r}"
-    if isinstance(value, bool):
-        raise TypeError(message)
-    if isinstance(value, int):
-        return (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        raise TypeError(message) from None
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise TypeError(message)
-    return pair  # type: ignore[return-value]
-
-
-def check_geometry(op: str, input: Tensor, weight: Tensor, stride: Tuple[int, int], padding: Tuple[int, int],
-                   dilation: Tuple[int, int], groups: int) -> int:
-    """The checks every adder convolution shares (float and uint8 ops): shapes, device, geometry.
-
-    ``stride``/``padding``/``dilation`` are pairs already; element types are each op's own
-    business and checked before. Returns the output channel count. Messages start with ``op``.
-    """
-    if input.dim() != 4:
-        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
-    if weight.dim() != 4:
-        raise ValueError(f"{op}: weight must be 4-D (Cout, Cin/groups, kh, kw), got shape {tuple(weight.shape)}")
-    if weight.device != input.device:
-        raise ValueError(f"{op}: weight is on {weight.device} but input is on {input.device}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
-    if min(stride) <= 0:
-        raise ValueError(f"{op}: stride must be positive, got {stride}")
-    if min(dilation) <= 0:
-        raise ValueError(f"{op}: dilation must be positive, got {dilation}")
-    if min(padding) < 0:
-        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
-    cin, cout = input.shape[1], weight.shape[0]
-    if cout % groups != 0:
-        raise ValueError(f"{op}: out channels {cout} are not divisible by groups={groups}")
-    if cin != weight.shape[1] * groups:
-        raise ValueError(f"{op}: input has {cin} channels but weight expects {weight.shape[1]} per group "
-                         f"× groups={groups} = {weight.shape[1] * groups}")
-    reference.check_input_channels(op, input)
-    if min(weight.shape[2:]) <= 0:
-        raise ValueError(f"{op}: kernel size must be positive, got {tuple(weight.shape[2:])}")
-    ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
-    if ho <= 0 or wo <= 0:
-        raise ValueError(
-            f"{op}: output size would be {ho}x{wo} (input {tuple(input.shape[2:])}, kernel "
-            f"{tuple(weight.shape[2:])}, stride {stride}, padding {padding}, dilation {dilation}); "
-            "it must be positive")
-    return cout
-
 
 def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,
                groups: int, weight_grad: str, input_grad: str):
@@ -189,7 +134,7 @@ def _adder_conv2d_fake(input, weight, bias, stride, padding, dilation, groups, w
     torch._check(input.dim() == 4 and weight.dim() == 4, lambda: "adder_conv2d: input and weight must be 4-D")
     torch._check(input.shape[1] != 0, lambda: "adder_conv2d: input has zero channels (Cin == 0); an adder "
                  "convolution needs at least one input channel")
-    ho, wo = reference.output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
+    ho, wo = output_size(tuple(input.shape[2:]), tuple(weight.shape[2:]), stride, padding, dilation)
     return input.new_empty((input.shape[0], weight.shape[0], ho, wo))
 
 

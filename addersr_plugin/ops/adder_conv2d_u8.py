@@ -16,17 +16,16 @@ AVX2) the exact int64 reference runs, after one warning. Not differentiable (int
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from . import _extension  # noqa: F401  (defines or loads the operators)
-from .adder_conv2d import check_geometry, to_pair
-from .reference import output_size
-from .reference_u8 import output_format, quantize_u8, reference_forward_u8, reference_forward_u8_affine
+from .geometry import IntPair, check_geometry, output_size, to_pair
+from .quantize import output_format, quantize_u8
+from .reference_u8 import reference_forward_u8, reference_forward_u8_affine
 
-IntPair = Union[int, Sequence[int]]
 _ops = torch.ops.addersr
 _OP = "adder_conv2d_u8"
 _AFFINE = "adder_conv2d_u8_affine"

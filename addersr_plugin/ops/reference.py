@@ -19,34 +19,14 @@ Half-precision inputs are computed in float32 and cast back (fp32 accumulation).
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 import torch.nn.functional as F
 
-Pair = Tuple[int, int]
+from .geometry import check_input_channels, output_size
+
 
 # Largest difference tensor (elements) formed at once: 4M floats = 16 MiB in fp32.
 _CHUNK_ELEMENTS = 1 << 22
-
-
-def output_size(in_hw: Pair, kernel_hw: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
-    """Spatial output size, the same formula as ``F.conv2d``."""
-    return tuple(  # type: ignore[return-value]
-        (in_hw[d] + 2 * padding[d] - dilation[d] * (kernel_hw[d] - 1) - 1) // stride[d] + 1
-        for d in range(2)
-    )
-
-
-def check_input_channels(op: str, input: torch.Tensor) -> None:
-    """Reject a zero-channel input (``Cin == 0``) with the compiled kernels' message.
-
-    With no input channel an output is an empty sum; rather than define it as 0 (+ bias) in
-    one implementation and leave it unwritten in another, every implementation refuses it.
-    """
-    if input.shape[1] == 0:
-        raise ValueError(f"{op}: input has zero channels (Cin == 0); an adder convolution needs at least "
-                         "one input channel")
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

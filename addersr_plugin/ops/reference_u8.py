@@ -16,19 +16,13 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .reference import output_size
+from .errors import AdderExtensionWarning
+from .geometry import output_size
+from .quantize import output_format, quantize_u8
 
 # Largest |patch − weight| tensor (int64 elements) formed at once: 2M = 16 MiB.
 _CHUNK_ELEMENTS = 1 << 21
 _WARNED = False
-
-
-def output_format(input: torch.Tensor) -> torch.memory_format:
-    """The memory format of the integer ops' output: channels_last when the input's strides are
-    (the layout the kernel reads without a transpose), as ``F.conv2d`` does; else contiguous."""
-    from torch._prims_common import suggest_memory_format
-
-    return suggest_memory_format(input)
 
 
 def reference_forward_u8(input, weight, zero_point, stride, padding, dilation, groups) -> torch.Tensor:
@@ -53,12 +47,6 @@ def reference_forward_u8(input, weight, zero_point, stride, padding, dilation, g
                 c = cols[s, g, l0 : l0 + step]  # (l, K)
                 out[s, g, :, l0 : l0 + step] = (c[None, :, :] - wg[g, :, None, :]).abs().sum(-1)
     return out.reshape(n, cout, ho, wo).to(torch.int32).contiguous(memory_format=output_format(input))
-
-
-def quantize_u8(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    """``clamp(round(x / scale) + zero_point, 0, 255)`` as uint8, rounding half to even, in the
-    input's dtype: the arithmetic of ``adder_conv2d_u8_affine``'s fused quantization."""
-    return torch.round(x / scale).add_(zero_point).clamp_(0, 255).to(torch.uint8)
 
 
 def reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
@@ -88,8 +76,6 @@ def fallback_forward_u8(input, weight, zero_point, stride, padding, dilation, gr
 def _warn_once() -> None:
     global _WARNED
     if not _WARNED:
-        from ._extension import AdderExtensionWarning  # loaded by now; a top-level import would be circular
-
         _WARNED = True
         warnings.warn(
             "adder_conv2d_u8: the compiled integer kernel is unavailable (extension not built, stale, or "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..nn import ShortcutAdderBlock
+from ..nn import AdderResidualBlock, ShortcutAdderBlock
 from .layer import QuantAdderConv2d
 from .power import InferencePowerActivation
 
@@ -83,7 +83,5 @@ class InferenceResidualBlock(nn.Module):
 
 def residual_replaceable(block: nn.Module) -> bool:
     """An AdderEDSR residual block whose units run their in-place inference versions."""
-    from ..archs.adder_edsr_arch import AdderResidualBlock
-
     return (type(block) is AdderResidualBlock and isinstance(block.unit1, InferenceShortcutBlock)
             and isinstance(block.unit2, InferenceShortcutBlock))

@@ -21,6 +21,7 @@ from typing import Any, Dict, Tuple
 import torch
 from torch import nn
 
+from ..checkpoint_io import LoadError, read_checkpoint
 from .calibrate import adder_layers
 from .block import InferenceResidualBlock, InferenceShortcutBlock, replaceable, residual_replaceable
 from .convert import _set_child, channels_last, skeleton
@@ -30,7 +31,7 @@ FORMAT = "addersr-int8"
 VERSION = 1
 
 
-class QuantCheckpointError(ValueError):
+class QuantCheckpointError(LoadError):
     """An int8 checkpoint is missing, corrupt, of another format/version, or does not fit its network."""
 
 
@@ -55,13 +56,7 @@ def save_int8(model: nn.Module, path: str, network_g: Dict[str, Any], scale: int
 
 def read_int8(path: str) -> Dict[str, Any]:
     """Load and validate the checkpoint dict (format, version, fields)."""
-    if not os.path.isfile(path):
-        raise QuantCheckpointError(f"int8 checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise QuantCheckpointError(f"cannot read int8 checkpoint {path} (corrupt or not a torch file): {exc}") from exc
-    return check_int8(ckpt, path)
+    return check_int8(read_checkpoint(path, "int8 checkpoint", QuantCheckpointError), path)
 
 
 def check_int8(ckpt: Any, path: str) -> Dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ..ops.reference_u8 import quantize_u8
+from ..ops.quantize import quantize_u8
 
 QMAX = 255
 

@@ -16,12 +16,12 @@ import os
 import sys
 from typing import List, Optional
 
-from .counter import BN_MODES, check_bn_mode
-from .errors import EnergyError, OptionFileError
-from .network import count_option_file, parse_hr_size
-from .report import comparison, comparison_text, conventions_text, network_text, per_layer_text, report_json
-from .rules import CONVENTIONS, check_convention
-from .table import PRECISIONS, energy_table
+from ..energy.counter import BN_MODES, check_bn_mode
+from ..energy.errors import EnergyError, OptionFileError
+from ..energy.network import count_option_file, parse_hr_size
+from ..energy.report import comparison, comparison_text, conventions_text, network_text, per_layer_text, report_json
+from ..energy.rules import CONVENTIONS, check_convention
+from ..energy.table import PRECISIONS, energy_table
 
 PROG = "addersr energy"
 

@@ -12,38 +12,17 @@ centre-cropped to ``--crop`` pixels. Bad input exits with status 2 and one
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from typing import List
-
-import numpy as np
-import torch
 
 from ..data.errors import DatasetError
-from ..data.images import read_image, scan_images
-from .calibrate import METHODS, CalibrationError
-from .checkpoint import QuantCheckpointError, save_int8
-from .convert import quantize_model
+from ..loading import LoadError, load_generator, read_options
+from ..quant.calibrate import METHODS, CalibrationError
+from ..quant.checkpoint import QuantCheckpointError, save_int8
+from ..quant.convert import quantize_model
+from ..quant.images import calibration_batches
 
 PROG = "addersr quantize"
-
-
-def image_tensor(img: np.ndarray, crop: int | None = None) -> torch.Tensor:
-    """uint8 HWC BGR -> (1, 3, H, W) RGB float in [0, 1], centre-cropped to ``crop``."""
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    if crop:
-        h, w = img.shape[:2]
-        top, left = max((h - crop) // 2, 0), max((w - crop) // 2, 0)
-        img = img[top:top + crop, left:left + crop]
-    rgb = np.ascontiguousarray(img[:, :, ::-1], dtype=np.float32) / 255.0
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def calibration_batches(folder: str, count: int, crop: int | None) -> List[torch.Tensor]:
-    names = scan_images(folder)[:count]
-    return [image_tensor(read_image(os.path.join(folder, n)), crop) for n in names]
 
 
 def _positive(text: str) -> int:
@@ -79,9 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli.preflight import load_options
-    from ..upscale import UpscaleError, load_generator
-
     try:
         if os.path.isdir(args.out):
             raise QuantCheckpointError(f"--out must be a file path, got a folder: {args.out}")
@@ -89,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         net, scale, key = load_generator(args.opt, args.model, args.param_key, "cpu")
         qnet, report = quantize_model(net, batches, args.method, args.percentile)
         report.update(source=os.path.abspath(args.model), param_key=key)
-        save_int8(qnet, args.out, load_options(args.opt)["network_g"], scale, report)
-    except (UpscaleError, DatasetError, CalibrationError, QuantCheckpointError) as exc:
+        save_int8(qnet, args.out, read_options(args.opt)["network_g"], scale, report)
+    except (LoadError, DatasetError, CalibrationError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     scores = ", ".join(f"{m} {v:.2f} dB" for m, v in report["psnr_vs_float"].items())

@@ -1,4 +1,4 @@
-"""Registering the plugin's architectures in BasicSR's ``ARCH_REGISTRY`` and mmengine's.
+"""Registering the plugin's architectures and models in BasicSR's registries (and mmengine's).
 
 BasicSR's ``Registry`` refuses any second registration of a name with a bare
 ``AssertionError``, and mmengine raises ``KeyError``. We want two different things:
@@ -9,22 +9,19 @@ BasicSR's ``Registry`` refuses any second registration of a name with a bare
 * a *different* class already holding the name (another plugin's ``VDSR``, say) is a real
   clash: :class:`ArchNameClashError` names both classes and their modules.
 
-"The same class" means the same ``__module__`` and ``__qualname__``.
+"The same class" means the same ``__module__`` and ``__qualname__``. basicsr is imported inside
+the functions: the package applies its pre-import fixes before anything imports basicsr.
 """
 
 from __future__ import annotations
 
-from typing import Type, TypeVar
-
-from basicsr.utils.registry import ARCH_REGISTRY
-
-from ..registry import MODELS
+from typing import TypeVar
 
 T = TypeVar("T", bound=type)
 
 
 class ArchNameClashError(RuntimeError):
-    """An architecture name of this plugin is already taken by another class."""
+    """A name of this plugin (an architecture or a model) is already taken by another class."""
 
 
 def _qualified(obj) -> str:
@@ -37,21 +34,39 @@ def _check_free(registry_name: str, existing, cls: type) -> bool:
         return False
     if _qualified(existing) == _qualified(cls):
         return True
+    kind = "model" if "MODEL" in registry_name else "architecture"
     raise ArchNameClashError(
-        f"cannot register architecture {cls.__name__!r} ({_qualified(cls)}) in {registry_name}: "
+        f"cannot register {kind} {cls.__name__!r} ({_qualified(cls)}) in {registry_name}: "
         f"the name is already taken by {_qualified(existing)}. Another package registers an "
-        "architecture of the same name; remove one of them or import only one.")
+        f"{kind} of the same name; remove one of them or import only one.")
+
+
+def _register_in_basicsr(registry, registry_name: str, cls: type) -> None:
+    # basicsr's Registry has no "force": a stale copy of this very class is removed from its map
+    if _check_free(registry_name, registry._obj_map.get(cls.__name__), cls):
+        del registry._obj_map[cls.__name__]
+    registry.register(cls)
 
 
 def register_arch(cls: T) -> T:
     """Class decorator: register ``cls`` under ``cls.__name__`` in BasicSR and mmengine."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    from ..registry import MODELS
+
     name = cls.__name__
-    if _check_free("basicsr's ARCH_REGISTRY", ARCH_REGISTRY._obj_map.get(name), cls):
-        del ARCH_REGISTRY._obj_map[name]  # stale copy of this very class
-    ARCH_REGISTRY.register(cls)
+    _register_in_basicsr(ARCH_REGISTRY, "basicsr's ARCH_REGISTRY", cls)
     stale = _check_free("the mmengine registry (scope 'addersr')", MODELS.module_dict.get(name), cls)
     MODELS.register_module(name=name, module=cls, force=stale)
     return cls
 
 
-__all__ = ["register_arch", "ArchNameClashError", "ARCH_REGISTRY"]
+def register_model(cls: T) -> T:
+    """Class decorator: register a training model (``model_type``) in basicsr's ``MODEL_REGISTRY``."""
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    _register_in_basicsr(MODEL_REGISTRY, "basicsr's MODEL_REGISTRY", cls)
+    return cls
+
+
+__all__ = ["register_arch", "register_model", "ArchNameClashError"]

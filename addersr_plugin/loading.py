@@ -1,0 +1,141 @@
+"""The one loader: option files, the scale, and float or int8 generators and teachers from checkpoints.
+
+Every command and library that reads an option file or a checkpoint comes here (``upscale``,
+``quantize``, ``energy``, ``AdderSRModel``'s teacher, the benchmarks), so each problem has one
+message and one error type, :class:`LoadError`:
+
+* :func:`read_options`: the option dict as basicsr will see it (its YAML loader, ``--force_yml``);
+* :func:`check_network`: ``network_g`` (or another network key) is there and its type registered;
+* :func:`option_scale`: ``scale`` and ``network_g.upscale``, which must agree;
+* :func:`read_checkpoint` / :func:`checkpoint_state` (from :mod:`.checkpoint_io`, the floor below,
+  which the libraries use too): a BasicSR checkpoint's state dict (``params_ema`` when present,
+  else ``params``; a DDP ``module.`` prefix stripped);
+* :func:`load_network`: build a network and load a checkpoint into it, strictly;
+* :func:`load_generator`: ``network_g`` of an option file with a float or an int8 checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+
+from .checkpoint_io import LoadError, checkpoint_state, read_checkpoint, strict_load
+from .quant.checkpoint import FORMAT as INT8_FORMAT
+from .quant.checkpoint import is_int8_checkpoint as is_int8
+
+
+# --------------------------------------------------------------------------- option files
+
+def read_options(path: str, force_yml: Optional[list] = None) -> Dict[str, Any]:
+    """The option dict as basicsr will see it, ``--force_yml`` overrides (``a:b:c=value``) included."""
+    import yaml
+    from basicsr.utils.options import _postprocess_yml_value, ordered_yaml
+
+    if not os.path.isfile(path):
+        raise LoadError(f"option file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+    except yaml.YAMLError as exc:
+        raise LoadError(f"option file {path} is not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise LoadError(f"cannot read option file {path}: {exc.strerror or exc}") from exc
+    if not isinstance(opt, dict):
+        raise LoadError(f"option file {path} does not hold a mapping of options")
+    opt = copy.deepcopy(opt)
+    for entry in force_yml or []:
+        if "=" not in entry:
+            raise LoadError(f"--force_yml entry must look like a:b:c=value, got {entry!r}")
+        keys, value = (s.strip() for s in entry.split("=", 1))
+        node = opt
+        *parents, last = keys.split(":")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise LoadError(f"--force_yml {entry!r}: {key!r} is not a section of {path}")
+            node = node[key]
+        node[last] = _postprocess_yml_value(value)
+    return opt
+
+
+def registered_archs() -> Tuple[list, list]:
+    """(architectures of this plugin, architectures of basicsr and other plugins), sorted."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    ours, others = [], []
+    for name, cls in ARCH_REGISTRY._obj_map.items():
+        (ours if getattr(cls, "__module__", "").startswith("addersr_plugin.") else others).append(name)
+    return sorted(ours), sorted(others)
+
+
+def check_network(opt: Mapping[str, Any], path: str, key: str = "network_g") -> Dict[str, Any]:
+    """``opt[key]`` with a registered ``type``; returns a copy of it."""
+    net = opt.get(key)
+    if not isinstance(net, dict) or "type" not in net:
+        raise LoadError(f"{path}: {key!r} with a 'type' is required")
+    ours, others = registered_archs()
+    if net["type"] not in ours + others:
+        raise LoadError(f"{path}: unknown architecture {net['type']!r} in {key}. Adder architectures of "
+                        f"addersr-plugin: {', '.join(ours)}. BasicSR's own: {', '.join(others)}.")
+    return dict(net)
+
+
+def option_scale(opt: Mapping[str, Any], path: str) -> int:
+    """The upscaling factor: ``scale`` and/or ``network_g.upscale``, which must agree."""
+    top, net = opt.get("scale"), (opt.get("network_g") or {}).get("upscale")
+    if top is not None and net is not None and top != net:
+        raise LoadError(f"{path}: scale ({top}) and network_g.upscale ({net}) disagree; the network upscales by "
+                        "network_g.upscale, so set both to the same value")
+    scale = net if net is not None else top
+    if scale is None:
+        raise LoadError(f"{path}: neither 'scale' nor network_g.upscale is set")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise LoadError(f"{path}: the scale must be a positive int, got {scale!r}")
+    return scale
+
+
+def build_network(net_opt: Mapping[str, Any], where: str) -> torch.nn.Module:
+    """BasicSR's ``build_network``, its failures as :class:`LoadError`."""
+    from basicsr.archs import build_network as basicsr_build
+
+    try:
+        return basicsr_build(dict(net_opt))
+    except KeyError as exc:
+        raise LoadError(f"{where}: cannot build {net_opt.get('type')!r}: {exc.args[0] if exc.args else exc}") \
+            from None
+    except (TypeError, ValueError) as exc:
+        raise LoadError(f"{where}: cannot build network of type {net_opt.get('type')!r}: {exc}") from None
+
+
+def load_network(net_opt: Mapping[str, Any], model_path: str, where: str, param_key: Optional[str] = None,
+                 device="cpu") -> Tuple[torch.nn.Module, str]:
+    """Build ``net_opt`` and load ``model_path`` strictly; returns (net in eval mode on ``device``, key)."""
+    state, key = checkpoint_state(read_checkpoint(model_path), model_path, param_key)
+    net = strict_load(build_network(net_opt, where), state, model_path, where)
+    return net.to(device).eval(), key
+
+
+def load_generator(opt_path: str, model_path: str, param_key: Optional[str] = None, device="cpu"):
+    """``network_g`` of ``opt_path`` with ``model_path`` loaded (a float checkpoint, or an int8 one made
+    by ``addersr quantize``); returns (net, scale, key used; ``"int8"`` for an integer network)."""
+    opt = read_options(opt_path)
+    net_opt = check_network(opt, opt_path)
+    scale = option_scale(opt, opt_path)
+    ckpt = read_checkpoint(model_path)
+    if is_int8(ckpt):
+        from .quant.checkpoint import int8_generator
+
+        try:
+            return int8_generator(ckpt, net_opt, model_path, device)
+        except ValueError as exc:
+            raise LoadError(str(exc)) from exc
+    state, key = checkpoint_state(ckpt, model_path, param_key)
+    net = strict_load(build_network(net_opt, opt_path), state, model_path, f"network_g of {opt_path}")
+    return net.to(device).eval(), scale, key
+
+
+__all__ = ["LoadError", "read_options", "registered_archs", "check_network", "option_scale", "read_checkpoint",
+           "checkpoint_state", "strict_load", "build_network", "load_network", "load_generator", "is_int8",
+           "INT8_FORMAT"]

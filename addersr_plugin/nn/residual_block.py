@@ -1,0 +1,39 @@
+"""``AdderResidualBlock``: EDSR's residual block built from adder units."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .shortcut_block import ShortcutAdderBlock
+
+
+class AdderResidualBlock(nn.Module):
+    """EDSR's residual block with adder units: ``x + res_scale * unit2(unit1(x))``.
+
+    The CNN block is conv-ReLU-conv; each conv becomes a :class:`ShortcutAdderBlock`
+    and ReLU stays only where the CNN has it (after the first unit).
+
+    ``second_shortcut=False`` drops the second unit's own self-shortcut: the block's skip
+    ``x + ...`` already gives that adder layer an identity path. With it (the paper's literal
+    "a shortcut on every adder layer"), the branch carries ``unit1(x) ≈ relu(x + ...)`` on top of
+    the block's skip, so a block returns about ``(1 + res_scale) · x``: features double in every
+    block at ``res_scale=1`` (×2^16 ≈ 10^6 after 16 blocks at initialisation) until the adder
+    weights, which live near N(0, 1), no longer matter. That is why 16-block AdderEDSR trained
+    worse than 4 blocks and collapsed (docs/quality.md, the depth study).
+    """
+
+    def __init__(self, num_feat: int, res_scale: float, second_shortcut: bool = False, **unit_kwargs):
+        super().__init__()
+        self.res_scale = res_scale
+        self.unit1 = ShortcutAdderBlock(num_feat, act="relu", **unit_kwargs)
+        unit2_kwargs = dict(unit_kwargs, shortcut=unit_kwargs.get("shortcut", True) and second_shortcut)
+        self.unit2 = ShortcutAdderBlock(num_feat, act=None, **unit2_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.res_scale * self.unit2(self.unit1(x))
+
+    def extra_repr(self) -> str:
+        return f"res_scale={self.res_scale}"
+
+
+__all__ = ["AdderResidualBlock"]

@@ -1,0 +1,183 @@
+"""The depth-and-scale study: AdderEDSR against its EDSR twin at 4, 8 and 16 blocks, ×2 and ×4.
+
+    bash benchmarks/quality/prepare_photos_split.sh        # once: datasets/photos_split
+    python benchmarks/quality/depth_study.py train [--only NAME ...] [--jobs 2]
+    python benchmarks/quality/depth_study.py report        # score, write docs/quality_depth.md
+
+The data have three splits (prepare_photos_split.sh): training photos; validation photos
+(``heldout/``), which basicsr validates on during training and which every choice may look at;
+test photos (``test/``, with two whole collections in it), which are scored once, at the end,
+for the report and nothing else. A configuration is the study's recipe at one (scale, width,
+depth) with one variant; every run of it is one seed. Option files are generated into
+``options/study/depth/`` from :data:`CONFIGS`; runs resume and are archived in
+``benchmarks/quality/runs_depth/`` (runner.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import runner  # noqa: E402
+
+ROOT = runner.ROOT
+DATA = "datasets/photos_split"
+OPT_DIR = os.path.join(ROOT, "options", "study", "depth")
+ARCHIVE = os.path.join(HERE, "runs_depth")
+ITERS = 2000
+LR = 2e-3
+PATCH = 48          # HR patch side at every scale (LR 24 at ×2, 12 at ×4)
+BATCH = 16
+VAL_FREQ = 250
+
+# The recipe of the first study (docs/quality.md) as AdderEDSR arguments and AdderSRModel options.
+OURS_ARCH = {"type": "AdderEDSR", "image_skip": True, "dc_free_head": True, "power_act": False}
+OURS_TRAIN = {"optim_g": {"adder_lr_mult": 20}}
+
+# variant -> (what it is, network_g changes, train changes); "edsr" is the CNN twin
+VARIANTS = {
+    "edsr": ("BasicSR's EDSR, the CNN twin", {"type": "EDSR"}, {}),
+    "ours_ss": ("the first study's recipe, both units of a residual block with a self-shortcut "
+                "(AdderEDSR before second_shortcut existed)", {**OURS_ARCH, "second_shortcut": True}, OURS_TRAIN),
+    "ours": ("the recipe with the second unit's self-shortcut dropped (the block's skip is its identity path)",
+             {**OURS_ARCH, "second_shortcut": False}, OURS_TRAIN),
+    "ours_ss_rs01": ("ours_ss with res_scale 0.1", {**OURS_ARCH, "second_shortcut": True, "res_scale": 0.1},
+                     OURS_TRAIN),
+}
+SEEDS = (10, 11, 12)
+
+
+def run_name(scale: int, variant: str, feat: int, block: int, seed: int) -> str:
+    return f"depth_x{scale}_{variant}_{feat}x{block}_s{seed}"
+
+
+def parse(name: str) -> dict:
+    """The fields of a run name (inverse of :func:`run_name`)."""
+    _, sx, *variant, size, sseed = name.split("_")
+    feat, block = size.split("x")
+    return {"scale": int(sx[1:]), "variant": "_".join(variant), "feat": int(feat), "block": int(block),
+            "seed": int(sseed[1:])}
+
+
+# Phase 1 (one seed, ×2): does the second self-shortcut explain the depth failure? Phase 2: seeds, ×4.
+CONFIGS = [run_name(2, v, 32, b, 10) for b in (16, 4) for v in ("ours", "ours_ss", "edsr")] + \
+          [run_name(2, v, 32, 8, 10) for v in ("ours", "edsr")] + \
+          [run_name(4, v, 32, b, 10) for b in (16, 4) for v in ("ours", "edsr")]
+
+
+def options(name: str) -> dict:
+    f = parse(name)
+    what, net, train_changes = VARIANTS[f["variant"]]
+    scale = f["scale"]
+    network_g = {**net, "num_in_ch": 3, "num_out_ch": 3, "num_feat": f["feat"], "num_block": f["block"],
+                 "upscale": scale}
+    train = {
+        "ema_decay": 0,
+        "optim_g": {"type": "Adam", "lr": LR, "weight_decay": 0, "betas": [0.9, 0.99]},
+        "scheduler": {"type": "CosineAnnealingRestartLR", "periods": [ITERS], "restart_weights": [1],
+                      "eta_min": LR / 100},
+        "total_iter": ITERS, "warmup_iter": -1,
+        "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"},
+    }
+    for k, v in train_changes.items():
+        train[k] = {**train.get(k, {}), **copy.deepcopy(v)}
+    return {
+        "name": name,
+        "model_type": "AdderSRModel",
+        "scale": scale,
+        "num_gpu": "auto",
+        "manual_seed": f["seed"],
+        "datasets": {
+            "train": {
+                "name": "photos_split", "type": "PairedImageDataset",
+                "dataroot_gt": f"{DATA}/train_HR_sub.lmdb",
+                "dataroot_lq": f"{DATA}/train_LR_bicubic_X{scale}_sub.lmdb",
+                "filename_tmpl": "{}", "io_backend": {"type": "lmdb"},
+                "gt_size": PATCH, "use_hflip": True, "use_rot": True,
+                "num_worker_per_gpu": 0, "batch_size_per_gpu": BATCH,
+                "dataset_enlarge_ratio": 100, "prefetch_mode": None,
+            },
+            "val": {
+                "name": "validation", "type": "PairedImageDataset",
+                "dataroot_gt": f"{DATA}/heldout/HR", "dataroot_lq": f"{DATA}/heldout/LR_bicubic/X{scale}",
+                "io_backend": {"type": "disk"},
+            },
+        },
+        "network_g": network_g,
+        "path": {"pretrain_network_g": None, "strict_load_g": True, "resume_state": None},
+        "train": train,
+        "val": {"val_freq": VAL_FREQ, "save_img": False,
+                "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": scale, "test_y_channel": True}}},
+        "logger": {"print_freq": 50, "save_checkpoint_freq": 500, "use_tb_logger": False},
+    }
+
+
+def write_options(names: list[str]) -> None:
+    os.makedirs(OPT_DIR, exist_ok=True)
+    for name in names:
+        what = VARIANTS[parse(name)["variant"]][0]
+        with open(os.path.join(OPT_DIR, f"{name}.yml"), "w", encoding="utf-8") as f:
+            f.write(f"# depth-and-scale study: {what}\n"
+                    "# generated by benchmarks/quality/depth_study.py; trained and scored by it\n")
+            yaml.safe_dump(options(name), f, sort_keys=False)
+
+
+def run_of(name: str) -> runner.Run:
+    return runner.Run(name, os.path.join(OPT_DIR, f"{name}.yml"), os.path.join(ARCHIVE, name))
+
+
+def train_all(names: list[str], jobs: int, threads: int) -> int:
+    write_options(names)
+    failures = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {n: pool.submit(runner.train, run_of(n), threads, ITERS) for n in names}
+        for n, fut in futures.items():
+            try:
+                fut.result()
+            except Exception as exc:  # one failed run must not lose the others
+                failures.append(f"{n}: {exc}")
+    for f in failures:
+        print(f"FAILED {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("action", choices=["options", "train", "report"])
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="these runs only (default: CONFIGS)")
+    p.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="threads per training (default: cores / jobs)")
+    args = p.parse_args(argv)
+    names = args.only or CONFIGS
+    bad = [n for n in names if not _valid(n)]
+    if bad:
+        p.error(f"not a run name of this study: {', '.join(bad)} (depth_x<scale>_<variant>_<feat>x<block>_s<seed>, "
+                f"variants {', '.join(VARIANTS)})")
+    if args.action == "options":
+        write_options(names)
+        return 0
+    if args.action == "train":
+        threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.jobs, 1))
+        return train_all(names, max(args.jobs, 1), threads)
+    from depth_report import report
+
+    return report(names)
+
+
+def _valid(name: str) -> bool:
+    try:
+        return parse(name)["variant"] in VARIANTS and run_name(**parse(name)) == name
+    except (ValueError, KeyError):
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,16 +14,62 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..energy.counter import BN_MODES, check_bn_mode
 from ..energy.errors import EnergyError, OptionFileError
-from ..energy.network import count_option_file, parse_hr_size
+from ..energy.network import NetworkCount, count_network, parse_hr_size
+from ..loading import LoadError, option_scale, read_options
 from ..energy.report import comparison, comparison_text, conventions_text, network_text, per_layer_text, report_json
 from ..energy.rules import CONVENTIONS, check_convention
 from ..energy.table import PRECISIONS, energy_table
 
 PROG = "addersr energy"
+
+
+def load_option_file(path: str) -> Dict[str, Any]:
+    """Read a BasicSR option file (the one option loader, :func:`addersr_plugin.loading.read_options`)."""
+    try:
+        opt = read_options(path)
+    except LoadError as e:
+        raise OptionFileError(f"cannot read option file: {e}") from None
+    if not isinstance(opt.get("network_g"), dict) or "type" not in opt["network_g"]:
+        raise OptionFileError(f"option file {path!r} has no network_g with a type")
+    return opt
+
+
+def network_scale(opt: Mapping[str, Any], where: str) -> int:
+    """The upscaling factor (:func:`addersr_plugin.loading.option_scale`, as an energy error)."""
+    try:
+        return option_scale(opt, where)
+    except LoadError as e:
+        raise OptionFileError(str(e)) from None
+
+
+def parse_override(text: str) -> Tuple[str, Any]:
+    """``"power_act=false"`` -> ("power_act", False); the value is read as YAML, like the option file."""
+    import yaml
+
+    key, sep, value = text.partition("=") if isinstance(text, str) else ("", "", "")
+    if not sep or not key.strip() or key.strip() == "type":
+        raise OptionFileError(f"--set expects KEY=VALUE for a network_g key other than type, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise OptionFileError(f"--set {text!r}: the value is not valid YAML: {e}") from None
+
+
+def count_option_file(path: str, hr_size: Tuple[int, int], *, convention: str = "paper", bn: str = "folded",
+                      overrides: Optional[List[str]] = None) -> NetworkCount:
+    """Count the ``network_g`` of the option file at ``path``, with ``KEY=VALUE`` overrides applied."""
+    opt = load_option_file(path)
+    pairs = [parse_override(o) for o in overrides or []]
+    opt["network_g"].update(pairs)
+    scale = network_scale(opt, path)
+    label = f"{opt['network_g']['type']} ({path})"
+    if pairs:
+        label += " [" + ", ".join(f"{k}={v}" for k, v in pairs) + "]"
+    return count_network(opt["network_g"], scale, hr_size, convention=convention, bn=bn, label=label, where=path)
 
 
 def build_parser() -> argparse.ArgumentParser:

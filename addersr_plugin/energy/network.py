@@ -10,7 +10,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from ..loading import LoadError, option_scale, read_options
 from .counter import count_operations, total
 from .counts import CATEGORIES, PAPER_RULE_CATEGORIES, UNPRICED, OpCount, Record
 from .errors import BadSizeError, OptionFileError
@@ -36,25 +35,6 @@ def lr_size(hr_size: Tuple[int, int], scale: int) -> Tuple[int, int]:
             f"--hr-size {width}x{height} is not divisible by the scale {scale} (the LR input would be "
             f"{width / scale:g}x{height / scale:g}); use e.g. {down} or {up}")
     return width // scale, height // scale
-
-
-def load_option_file(path: str) -> Dict[str, Any]:
-    """Read a BasicSR option file (the one option loader, :func:`addersr_plugin.loading.read_options`)."""
-    try:
-        opt = read_options(path)
-    except LoadError as e:
-        raise OptionFileError(f"cannot read option file: {e}") from None
-    if not isinstance(opt.get("network_g"), dict) or "type" not in opt["network_g"]:
-        raise OptionFileError(f"option file {path!r} has no network_g with a type")
-    return opt
-
-
-def network_scale(opt: Mapping[str, Any], where: str) -> int:
-    """The upscaling factor (:func:`addersr_plugin.loading.option_scale`, as an energy error)."""
-    try:
-        return option_scale(opt, where)
-    except LoadError as e:
-        raise OptionFileError(str(e)) from None
 
 
 def input_channels(network_opt: Mapping[str, Any], where: str) -> int:
@@ -140,27 +120,3 @@ def count_network(network_opt: Mapping[str, Any], scale: int, hr_size: Tuple[int
                         convention=convention, bn=bn, records=records)
 
 
-def parse_override(text: str) -> Tuple[str, Any]:
-    """``"power_act=false"`` -> ("power_act", False); the value is read as YAML, like the option file."""
-    import yaml
-
-    key, sep, value = text.partition("=") if isinstance(text, str) else ("", "", "")
-    if not sep or not key.strip() or key.strip() == "type":
-        raise OptionFileError(f"--set expects KEY=VALUE for a network_g key other than type, got {text!r}")
-    try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError as e:
-        raise OptionFileError(f"--set {text!r}: the value is not valid YAML: {e}") from None
-
-
-def count_option_file(path: str, hr_size: Tuple[int, int], *, convention: str = "paper", bn: str = "folded",
-                      overrides: Optional[List[str]] = None) -> NetworkCount:
-    """Count the ``network_g`` of the option file at ``path``, with ``KEY=VALUE`` overrides applied."""
-    opt = load_option_file(path)
-    pairs = [parse_override(o) for o in overrides or []]
-    opt["network_g"].update(pairs)
-    scale = network_scale(opt, path)
-    label = f"{opt['network_g']['type']} ({path})"
-    if pairs:
-        label += " [" + ", ".join(f"{k}={v}" for k, v in pairs) + "]"
-    return count_network(opt["network_g"], scale, hr_size, convention=convention, bn=bn, label=label, where=path)

@@ -42,15 +42,22 @@ VAL_FREQ = 250
 OURS_ARCH = {"type": "AdderEDSR", "image_skip": True, "dc_free_head": True, "power_act": False}
 OURS_TRAIN = {"optim_g": {"adder_lr_mult": 20}}
 
-# variant -> (what it is, network_g changes, train changes); "edsr" is the CNN twin
+# variant -> (what it is, network_g changes, train changes); "edsr" is the CNN twin. The phase-1
+# variants train with AdderSRModel's gradient clipping off (its default is "auto"), as every run of
+# the first study did, so that they differ in the architecture only; "_guard" variants keep it on.
+NO_CLIP = {"grad_clip": None}
 VARIANTS = {
-    "edsr": ("BasicSR's EDSR, the CNN twin", {"type": "EDSR"}, {}),
+    "edsr": ("BasicSR's EDSR, the CNN twin", {"type": "EDSR"}, NO_CLIP),
     "ours_ss": ("the first study's recipe, both units of a residual block with a self-shortcut "
-                "(AdderEDSR before second_shortcut existed)", {**OURS_ARCH, "second_shortcut": True}, OURS_TRAIN),
+                "(AdderEDSR before second_shortcut existed)", {**OURS_ARCH, "second_shortcut": True}, {**OURS_TRAIN, **NO_CLIP}),
+    "ours_ss_guard": ("ours_ss with AdderSRModel's default gradient clipping (grad_clip: auto)",
+                      {**OURS_ARCH, "second_shortcut": True}, OURS_TRAIN),
     "ours": ("the recipe with the second unit's self-shortcut dropped (the block's skip is its identity path)",
-             {**OURS_ARCH, "second_shortcut": False}, OURS_TRAIN),
+             {**OURS_ARCH, "second_shortcut": False}, {**OURS_TRAIN, **NO_CLIP}),
+    "ours_guard": ("ours with AdderSRModel's default gradient clipping (grad_clip: auto)",
+                   {**OURS_ARCH, "second_shortcut": False}, OURS_TRAIN),
     "ours_ss_rs01": ("ours_ss with res_scale 0.1", {**OURS_ARCH, "second_shortcut": True, "res_scale": 0.1},
-                     OURS_TRAIN),
+                     {**OURS_TRAIN, **NO_CLIP}),
 }
 SEEDS = (10, 11, 12)
 
@@ -88,7 +95,7 @@ def options(name: str) -> dict:
         "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"},
     }
     for k, v in train_changes.items():
-        train[k] = {**train.get(k, {}), **copy.deepcopy(v)}
+        train[k] = {**train[k], **copy.deepcopy(v)} if isinstance(v, dict) else v
     return {
         "name": name,
         "model_type": "AdderSRModel",

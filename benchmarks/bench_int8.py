@@ -1,4 +1,4 @@
-"""Integer adder inference benchmark (issue 9): per layer and end to end, ratios in one process.
+"""Integer adder inference benchmark (docs/benchmarks.md): per layer and end to end, ratios in one process.
 
     python benchmarks/bench_int8.py [--opt OPT.yml --model net_g.pth] [--json out.json]
 

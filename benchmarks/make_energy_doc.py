@@ -123,7 +123,7 @@ in the commands at the end. Do not edit by hand; rerun the script. One image, fp
 {folded['conventions']}
 
 - **ratio, paper's rule**: only convolution and adder multiply-accumulates, as AdderNet/AdderSR/AdderDet count
-  (ADDERSR.md §3 derives 2.55× for VDSR ×2, 2.17×/2.53× for EDSR-baseline ×2 and 2.34×/2.55× for paper-scale EDSR
+  (the paper's rule derives 2.55× for VDSR ×2, 2.17×/2.53× for EDSR-baseline ×2 and 2.34×/2.55× for paper-scale EDSR
   ×2 with a conv/adder upsampler).
 - **ratio, all counted**: also BN (folded for inference: free after a conv, a per-channel multiply + add per element
   after an adder layer), the power activation (2 transcendentals per element, an estimate), self-shortcut and

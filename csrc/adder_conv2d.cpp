@@ -31,7 +31,7 @@ TORCH_LIBRARY(addersr, m) {
   m.def(
       "adder_conv2d_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode) -> Tensor");
-  // Integer inference (issue 9): uint8 input and weight on one grid, padded with
+  // Integer inference (docs/int8.md): uint8 input and weight on one grid, padded with
   // zero_point; returns the int32 sums Σ|qx − qw|. CPU only (csrc/cpu/adder_conv2d_u8_cpu.cpp).
   m.def(
       "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, int[2] stride, "

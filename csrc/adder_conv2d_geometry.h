@@ -10,11 +10,11 @@
 
 namespace addersr {
 
-// Error messages carry numbers as ready-made strings: on the first GPU machine (torch 2.11,
-// g++ 13, Python 3.12) every TORCH_CHECK that streamed an integer or an IntArrayRef into its
-// message crashed the process (SIGSEGV) instead of raising, on the CPU and CUDA paths alike,
-// while messages of strings, dtypes and devices raised normally. num() and shape_str() keep
-// every message a concatenation of strings (tests/test_ops_cuda.py, direct calls).
+// Error messages carry numbers as ready-made strings: with some torch/compiler combinations a
+// TORCH_CHECK that streams an integer or an IntArrayRef into its message has crashed the process
+// instead of raising (seen once with torch 2.11 and g++ 13, CPU and CUDA paths alike), while
+// messages of strings, dtypes and devices raised normally. num() and shape_str() keep every
+// message a concatenation of strings (tests/ops/test_ops_cuda.py and test_ops_direct_calls.py).
 inline std::string num(int64_t v) { return std::to_string(static_cast<long long>(v)); }
 
 // "(a, b, c)" (or "(a,)") for an error message.

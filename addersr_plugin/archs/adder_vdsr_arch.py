@@ -1,4 +1,4 @@
-"""AdderVDSR: VDSR whose middle layers are AdderSR units (ADDERSR.md §2)."""
+"""AdderVDSR: VDSR whose middle layers are AdderSR units (docs/architectures.md)."""
 
 from __future__ import annotations
 

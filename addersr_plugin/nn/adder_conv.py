@@ -18,7 +18,7 @@ Under ``DistributedDataParallel`` the hook runs on each rank's *local* gradient,
 DDP's reducer (a hook on the same ``AccumulateGrad`` node that runs after tensor hooks)
 copies it into the all-reduce bucket; the weight's final ``.grad`` is the mean over ranks
 of the locally normalised gradients, so its norm is at most ``eta * sqrt(k)``
-(``tests/test_nn_alr_ddp.py`` checks this with two gloo processes). This matches the
+(``tests/nn/test_nn_alr_ddp.py`` checks this with two gloo processes). This matches the
 official code under ``DataParallel``, where each replica normalises its own gradient.
 
 Tensor hooks do not survive ``copy.deepcopy``, pickling, ``load_state_dict(assign=True)``

@@ -1,6 +1,6 @@
 """``adder_conv2d_u8``: the typed, checked entry point of ``addersr::adder_conv2d_u8``.
 
-The integer adder convolution for inference (issue 9, ``../shared/ADDERSR.md`` §7)::
+The integer adder convolution for inference (docs/int8.md)::
 
     Y[n, co, p] = Σ_{ci,i,j} | X[n, ci, p+(i,j)] − W[co, ci, i, j] |        int32, ≥ 0
 

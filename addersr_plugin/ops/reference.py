@@ -2,7 +2,7 @@
 
 This one implementation is the oracle of the tests, the fallback kernel when the
 compiled extension is missing, and the executable documentation of the semantics
-(``../shared/ADDERSR.md`` §1):
+(docs/adder_op.md):
 
     Y[n, co, p]  = -Σ_{ci,i,j} |X[n, ci, p+(i,j)] - W[co, ci, i, j]|   (+ bias[co])
     dW  "full"   =  Σ_{n,p} G · (X - W)          "sign" = Σ G · sign(X - W)

@@ -2,7 +2,7 @@
 
     Y[n, co, p] = Σ_{ci,i,j} | X[n, ci, p+(i,j)] − W[co, ci, i, j] |        (int32)
 
-``X`` and ``W`` are uint8 values on one shared quantization grid (``../shared/ADDERSR.md`` §7);
+``X`` and ``W`` are uint8 values on one shared quantization grid (docs/int8.md);
 padded taps hold ``zero_point``, the grid value of a real 0. Everything is computed in
 int64, so the result is exact; it is the oracle of the tests and the fallback kernel when
 the compiled one is missing (announced by one warning). It does not import the operator

@@ -1,4 +1,4 @@
-"""8-bit integer inference of adder networks (issue 9, docs/int8.md).
+"""8-bit integer inference of adder networks (docs/int8.md).
 
 Each :class:`~addersr_plugin.nn.AdderConv2d` of a trained network becomes a
 :class:`QuantAdderConv2d` on the SAD kernel ``addersr::adder_conv2d_u8``: one grid shared by its

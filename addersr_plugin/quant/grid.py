@@ -1,4 +1,4 @@
-"""The shared 8-bit grid of one adder layer and the clamping identity (ADDERSR.md §7).
+"""The shared 8-bit grid of one adder layer and the clamping identity (docs/int8.md).
 
 A grid is a scale ``s`` and a zero point ``z``: ``q = clamp(round(v / s) + z, 0, 255)`` and
 back ``v ≈ s · (q − z)``. It covers ``[lo, hi] = [−z·s, (255 − z)·s]`` and always contains 0,

@@ -1,7 +1,7 @@
 // CPU kernels of addersr::adder_conv2d and its two backward operators.
 //
 // The adder convolution is a "GEMM" whose inner operation is |x - w| instead of
-// x * w, so it is organised like a GEMM (see ../../../shared/ADDERSR.md §1):
+// x * w, so it is organised like a GEMM (see docs/adder_op.md):
 //   * work items are (image, group, chunk of output pixels); each item packs its
 //     input patches into a small per-thread panel buffer (never more than one
 //     chunk's im2col), zero-filled at padded taps and tail pixels;

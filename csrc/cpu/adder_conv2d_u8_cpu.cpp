@@ -2,7 +2,7 @@
 //
 //   Y[n, co, p] = Σ_{ci, i, j} | X[n, ci, p + (i, j)] − W[co, ci, i, j] |      (int32)
 //
-// X and W are uint8 on one shared grid (ADDERSR.md §7: same scale, same zero point,
+// X and W are uint8 on one shared grid (docs/int8.md: same scale, same zero point,
 // so |x − w| ≈ s·|qx − qw|); padded taps hold the zero point `zp` (the grid value of
 // a real 0). The sum is positive; the caller applies −s, biases and BN.
 //
@@ -16,9 +16,9 @@
 //     _mm256_sad_epu8 computes 32 absolute differences and sums them in four
 //     64-bit lanes (vpsadbw), one _mm256_add_epi64 accumulates them;
 //   * on CPUs with AVX-512BW/VL (checked at run time), a 4 × 4 tile of 512-bit
-//     accumulators (64 bytes of K per vpsadbw, K rounded up to 64) replaces it: on
-//     this project's AMD EPYC it sustains about 19 % more SADs per second than the
-//     AVX2 tile, which spills with AVX2's 16 registers (ADDERSR_U8_KERNEL=avx2 forces
+//     accumulators (64 bytes of K per vpsadbw, K rounded up to 64) replaces it: it
+//     holds all 16 accumulators in registers where the AVX2 tile spills with AVX2's 16
+//     registers, and sustains more SADs per second (docs/benchmarks.md) (ADDERSR_U8_KERNEL=avx2 forces
 //     the AVX2 tile, for tests and comparisons);
 //   * work items (image, group, chunk of pixels) run under at::parallel_for, each
 //     packing its chunk into a per-thread buffer sized to stay in L1.

@@ -5,7 +5,7 @@
 #   bash tests/gpu/run_gpu_checks.sh --wheelhouse # on the dev machine first: fills .whl/
 #
 # On the GPU machine it (1) records the GPU and software, (2) builds the extension in place
-# with the CUDA kernels (sm_90), (3) runs tests/test_ops_cuda.py and tests/test_ops.py,
+# with the CUDA kernels (sm_90), (3) runs tests/ops/test_ops_cuda.py and tests/ops/test_ops.py,
 # (4) runs benchmarks/bench_adder_conv.py --device cuda (ratios vs cuDNN conv, TF32 off
 # and on). All output is also written to $OUT/gpu_checks.log when $OUT is set.
 #
@@ -118,10 +118,10 @@ assert s["extension_loaded"] and "CUDA" not in s["reference_backends"], s
 ' || { fail "the compiled CUDA kernels do not serve CUDA tensors"; return 1; }
 
   section "tests: CUDA kernels vs the float64 reference"
-  timeout "$(budget 180)" "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_ops_cuda.py || fail "test_ops_cuda.py"
+  timeout "$(budget 180)" "$PY" -m pytest -q -ra -p no:cacheprovider tests/ops/test_ops_cuda.py || fail "test_ops_cuda.py"
 
   section "tests: the op on CPU"
-  timeout "$(budget 120)" "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_ops.py || fail "test_ops.py"
+  timeout "$(budget 120)" "$PY" -m pytest -q -ra -p no:cacheprovider tests/ops/test_ops.py || fail "test_ops.py"
 
   section "benchmark vs cuDNN conv (TF32 off and on)"
   timeout "$(budget 150)" "$PY" benchmarks/bench_adder_conv.py --device cuda --markdown --reference-budget 5 \

@@ -16,7 +16,7 @@ from addersr_plugin.registry import MODELS
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLASSES = {"AdderEDSR": AdderEDSR, "AdderVDSR": AdderVDSR, "VDSR": VDSR}
 
 

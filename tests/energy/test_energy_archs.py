@@ -1,4 +1,4 @@
-"""Counts of the real architectures against the published and derived figures (ADDERSR.md §3)."""
+"""Counts of the real architectures against the published and derived figures (docs/energy.md)."""
 
 import pytest
 
@@ -31,7 +31,7 @@ def test_cnn_vdsr_720p_is_the_published_612_6_g_multiply_adds():
 
 def test_adder_vdsr_x2_ratio_matches_the_derivation():
     cnn, adder = _vdsr("VDSR", 2), _vdsr("AdderVDSR", 2)
-    # ADDERSR.md §3: AdderVDSR ~1.1 G mul + 1224 G add; ~2.55x less energy than VDSR by the paper's rule.
+    # docs/energy.md: AdderVDSR ~1.1 G mul + 1224 G add; ~2.55x less energy than VDSR by the paper's rule.
     rule = adder.paper_rule()
     assert rule.mul == pytest.approx(1.1e9, rel=0.05) and rule.add == pytest.approx(1224e9, rel=2e-3)
     comp = comparison(adder, cnn, FP32)

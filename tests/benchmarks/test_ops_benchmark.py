@@ -16,7 +16,7 @@ import pytest
 
 from addersr_plugin.ops import extension_available
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_adder_conv.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_adder_conv.py"
 
 
 def _load_module():

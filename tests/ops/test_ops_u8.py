@@ -18,7 +18,7 @@ from addersr_plugin.ops import (adder_conv2d_u8, adder_conv2d_u8_affine, adder_c
                                 adder_conv2d_u8_reference, extension_available)
 from addersr_plugin.ops.quantize import quantize_u8
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OP = torch.ops.addersr.adder_conv2d_u8
 AFFINE = torch.ops.addersr.adder_conv2d_u8_affine
 

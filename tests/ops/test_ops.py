@@ -4,7 +4,7 @@ independent float64 oracle, over a curated shape matrix, every backward mode, an
 The oracle below deliberately shares no code with ``addersr_plugin.ops.reference``: it pads
 explicitly with ``F.pad`` and loops over (out channel, in channel, tap), reading the input values
 each tap sees through a strided slice, with each backward mode written out as its formula
-(ADDERSR.md §1). It is slow, so shapes stay tiny.
+(docs/adder_op.md). It is slow, so shapes stay tiny.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def oracle_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def oracle_backward(x, w, gy, stride, padding, dilation, groups, weight_grad, input_grad):
-    """(dX, dW, db) by the formulas of ADDERSR.md §1, in float64."""
+    """(dX, dW, db) by the formulas of docs/adder_op.md, in float64."""
     x, w, gy = x.double(), w.double(), gy.double()
     s, p, d, ho, wo = _geometry(x, w, stride, padding, dilation)
     xp = F.pad(x, (p[1], p[1], p[0], p[0]))

@@ -169,7 +169,7 @@ def test_bad_modes_are_named_errors():
     assert issubclass(UnknownPrecisionError, EnergyError)
 
 
-# ------------------------------------------------------------------ review fixes (issue 10)
+# ------------------------------------------------------------------ review fixes
 
 
 def test_bn_called_with_a_keyword_input():

@@ -13,7 +13,7 @@ import addersr_plugin  # noqa: F401
 from addersr_plugin.cli.energy import main
 from addersr_plugin.energy import BadSizeError, lr_size, parse_hr_size
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = ROOT / "options"
 FILES = sorted(OPTIONS.rglob("*.yml"))
 TRAIN = OPTIONS / "train"

@@ -10,7 +10,7 @@ import addersr_plugin  # noqa: F401  (compat fixes + architecture registration)
 from basicsr.archs import build_network
 from basicsr.utils.options import parse_options
 
-OPTIONS = Path(__file__).resolve().parents[1] / "options"
+OPTIONS = Path(__file__).resolve().parents[2] / "options"
 DEPTH = sorted((OPTIONS / "study" / "depth").glob("*.yml"))  # the depth-and-scale study, tested below
 STUDY = sorted(p for p in (OPTIONS / "study").rglob("*.yml") if p not in DEPTH)  # the first quality study
 FILES = sorted(p for p in OPTIONS.rglob("*.yml") if p not in STUDY and p not in DEPTH)

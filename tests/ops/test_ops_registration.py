@@ -17,7 +17,7 @@ import torch
 from addersr_plugin.ops import adder_conv2d, extension_available, extension_status
 from addersr_plugin.ops._schema import LIBRARY, SCHEMAS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OPS = torch.ops.addersr
 MODES = [("full", "hardtanh"), ("full", "sign"), ("sign", "hardtanh"), ("sign", "sign")]
 

@@ -36,7 +36,7 @@ from addersr_plugin.ops.reference import (
     reference_grad_weight,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EMU_DIR = ROOT / "tests" / "cuda_emulation"
 SOURCE = EMU_DIR / "emulate_adder_conv2d.cpp"
 KERNEL_DIR = ROOT / "csrc" / "cuda"

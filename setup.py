@@ -120,7 +120,8 @@ class BuildPyWithStartupHook(build_py):
 setup(
     packages=find_packages(include=["addersr_plugin", "addersr_plugin.*", "addersr", "addersr.*"]),
     py_modules=["_addersr_plugin_hook"],
-    package_data={"addersr_plugin": ["py.typed"]},
+    package_data={"addersr_plugin": ["py.typed"], "addersr_plugin.recipes": ["*.yml"],
+                  "addersr_plugin.pretrained": ["*.pth", "*.json"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": BuildPyWithStartupHook},
     zip_safe=False,

@@ -11,7 +11,8 @@ message and one error type, :class:`LoadError`:
   which the libraries use too): a BasicSR checkpoint's state dict (``params_ema`` when present,
   else ``params``; a DDP ``module.`` prefix stripped);
 * :func:`load_network`: build a network and load a checkpoint into it, strictly;
-* :func:`load_generator`: ``network_g`` of an option file with a float or an int8 checkpoint.
+* :func:`load_generator`: ``network_g`` of an option file with a float or an int8 checkpoint;
+* :func:`load_pretrained`: a model that ships inside the package, by name.
 """
 
 from __future__ import annotations
@@ -136,6 +137,22 @@ def load_generator(opt_path: str, model_path: str, param_key: Optional[str] = No
     return net.to(device).eval(), scale, key
 
 
-__all__ = ["LoadError", "read_options", "registered_archs", "check_network", "option_scale", "read_checkpoint",
+def load_pretrained(name: str, device="cpu"):
+    """A model that ships with the package (:mod:`addersr_plugin.pretrained`): returns
+    (net in eval mode, scale, its card)."""
+    from . import pretrained
+
+    try:
+        info = pretrained.card(name)
+    except KeyError as exc:
+        raise LoadError(exc.args[0]) from None
+    path = pretrained.weights_path(name)
+    state = read_checkpoint(path, f"pretrained model {name}")
+    net = strict_load(build_network(info["network_g"], f"pretrained model {name}"), state, path,
+                      f"the network_g of its card {name}.json")
+    return net.to(device).eval(), int(info["scale"]), info
+
+
+__all__ = ["LoadError", "load_pretrained", "read_options", "registered_archs", "check_network", "option_scale", "read_checkpoint",
            "checkpoint_state", "strict_load", "build_network", "load_network", "load_generator", "is_int8",
            "INT8_FORMAT"]

@@ -2,8 +2,9 @@
 
 1. Builds the real-photo demo set from scikit-image's photographs (``addersr data demo``),
    holding out two of them and matplotlib's ``grace_hopper``, a photo of another collection.
-2. Writes two option files that differ only in ``network_g``: a small AdderEDSR ×2 with the
-   study's recipe (docs/quality.md: image-level bicubic skip, DC-free head, AdderSRModel) and
+2. Writes two option files that differ only in ``network_g``: a small AdderEDSR (×2, or ``--scale``
+   3 or 4) with the recipe of ``addersr_plugin/recipes/adder_edsr.yml`` (docs/quality.md: image-level
+   bicubic skip, DC-free head, AdderSRModel with a learning-rate multiplier for adder weights) and
    its CNN twin, BasicSR's EDSR, and trains each through the ``basicsr train`` command (a
    subprocess, as a user would run it), showing its progress and validation lines.
 3. Scores AdderEDSR, EDSR and plain bicubic on the held-out photos (Y-channel PSNR/SSIM,
@@ -27,9 +28,9 @@ import time
 import numpy as np
 import yaml
 
+from .. import recipes
 from ..scoring import bicubic_upscale, colour_error, detail_centre, side_by_side, y_psnr_ssim
 
-SCALE = 2
 _ITER = re.compile(r"iter:\s*([\d,]+),")
 # What the training log lines we pass through start with (basicsr's logger format).
 _PROGRESS_MARKERS = ("iter:", "Validation", "# psnr", "# ssim", "Saving", "End of training",
@@ -37,26 +38,24 @@ _PROGRESS_MARKERS = ("iter:", "Validation", "# psnr", "# ssim", "Saving", "End o
                      "Error", "error:", "Traceback")
 
 
-# The AdderEDSR recipe of the quality study (docs/quality.md): ours, not the paper's.
-ADDER_RECIPE = {"image_skip": True, "dc_free_head": True, "power_act": False}
-PAPER_RECIPE = {"image_skip": False, "dc_free_head": False, "power_act": True}
-ADDER_LR_MULT = 20  # AdderSRModel's optim_g.adder_lr_mult (docs/quality.md, feature scale)
+# The AdderEDSR recipes live in addersr_plugin/recipes/ (one source for the demo, the studies and
+# the shipped option files): "ours" is adder_edsr.yml, "paper" adder_edsr_paper.yml.
+RECIPES = {"ours": "adder_edsr", "paper": "adder_edsr_paper"}
 
 
 def model_options(name: str, arch: dict, data: dict, iters: int, batch: int, gt_size: int, lr: float,
-                  adder_lr_mult: float = 1.0) -> dict:
-    """A BasicSR training option dict for the demo (CPU, LMDB, cosine schedule, Y-PSNR validation)."""
+                  recipe: str | None = None, scale: int = 2) -> dict:
+    """A BasicSR training option dict for the demo (CPU, LMDB, cosine schedule, Y-PSNR validation),
+    with ``recipe`` (a name of addersr_plugin/recipes) merged in for adder networks."""
     optim = {"type": "Adam", "lr": lr, "weight_decay": 0, "betas": [0.9, 0.99]}
-    if adder_lr_mult != 1.0:
-        optim["adder_lr_mult"] = adder_lr_mult
     checkpoint_every = max(iters // 3, 1)
     print_freq = max(iters // 20, 1)
     while iters % print_freq:  # log the last iteration too: main() checks the run reached it
         print_freq -= 1
-    return {
+    opt = {
         "name": name,
-        "model_type": "AdderSRModel",  # SRModel + adder_lr_mult, EMA with BN statistics (docs/quality.md)
-        "scale": SCALE,
+        "model_type": "AdderSRModel",  # SRModel + EMA with BN statistics + stability (docs/training.md)
+        "scale": scale,
         "num_gpu": "auto",
         "manual_seed": 10,
         "datasets": {
@@ -75,7 +74,7 @@ def model_options(name: str, arch: dict, data: dict, iters: int, batch: int, gt_
                 "io_backend": {"type": "lmdb"},
             },
         },
-        "network_g": {"num_in_ch": 3, "num_out_ch": 3, "upscale": SCALE, **arch},
+        "network_g": {"num_in_ch": 3, "num_out_ch": 3, "upscale": scale, **arch},
         "path": {"pretrain_network_g": None, "strict_load_g": True, "resume_state": None},
         "train": {
             "optim_g": optim,
@@ -86,11 +85,12 @@ def model_options(name: str, arch: dict, data: dict, iters: int, batch: int, gt_
         },
         "val": {
             "val_freq": checkpoint_every, "save_img": False,
-            "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": SCALE, "test_y_channel": True}},
+            "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": scale, "test_y_channel": True}},
         },
         "logger": {"print_freq": print_freq, "save_checkpoint_freq": checkpoint_every,
                    "use_tb_logger": True},
     }
+    return recipes.apply(opt, recipe) if recipe else opt
 
 
 def basicsr_command() -> list[str]:
@@ -144,7 +144,7 @@ def read_lmdb_images(lmdb_path: str) -> dict[str, np.ndarray]:
 
 
 
-def evaluate(workdir: str, data: dict, models: dict[str, tuple[str, str]]) -> tuple[dict, dict]:
+def evaluate(workdir: str, data: dict, models: dict[str, tuple[str, str]], scale: int) -> tuple[dict, dict]:
     """``({method: {photo: (psnr, ssim)}}, {method: {photo: colour error (B, G, R)}})`` for bicubic
     and each ``{label: (opt, checkpoint)}``."""
     from ..data.images import write_png
@@ -152,12 +152,12 @@ def evaluate(workdir: str, data: dict, models: dict[str, tuple[str, str]]) -> tu
     from ..loading import load_generator
 
     gts, lqs = read_lmdb_images(data["val_gt"]), read_lmdb_images(data["val_lq"])
-    outputs = {"bicubic": {k: bicubic_upscale(v, SCALE) for k, v in lqs.items()}}
+    outputs = {"bicubic": {k: bicubic_upscale(v, scale) for k, v in lqs.items()}}
     for label, (opt_path, ckpt) in models.items():
-        net, scale, _key = load_generator(opt_path, ckpt)
-        outputs[label] = {k: upscale_image(net, v, scale) for k, v in lqs.items()}
-    scores = {m: {k: y_psnr_ssim(img, gts[k], SCALE) for k, img in imgs.items()} for m, imgs in outputs.items()}
-    casts = {m: {k: colour_error(img, gts[k], SCALE) for k, img in imgs.items()} for m, imgs in outputs.items()}
+        net, net_scale, _key = load_generator(opt_path, ckpt)
+        outputs[label] = {k: upscale_image(net, v, net_scale) for k, v in lqs.items()}
+    scores = {m: {k: y_psnr_ssim(img, gts[k], scale) for k, img in imgs.items()} for m, imgs in outputs.items()}
+    casts = {m: {k: colour_error(img, gts[k], scale) for k, img in imgs.items()} for m, imgs in outputs.items()}
     for key, gt in gts.items():  # bicubic | every model | HR, on the photo's most detailed window
         panels = [(m, outputs[m][key]) for m in outputs] + [("HR", gt)]
         png = side_by_side(panels, centre=detail_centre(gt))
@@ -193,12 +193,12 @@ def mean_psnr(scores: dict[str, dict[str, tuple]], method: str) -> float:
     return float(np.mean([v[0] for v in scores[method].values()]))
 
 
-def ensure_demo_set(out_dir: str) -> dict[str, str]:
+def ensure_demo_set(out_dir: str, scale: int = 2) -> dict[str, str]:
     """Build the demo LMDBs once; later runs reuse them after checking they are intact."""
     from ..data.demo_set import demo_paths, prepare_demo_set
     from ..data.lmdb_build import check_lmdb
 
-    paths = demo_paths(out_dir, SCALE)
+    paths = demo_paths(out_dir, scale)
     if all(os.path.exists(p) for p in paths.values()):
         for p in paths.values():
             check_lmdb(p)
@@ -206,12 +206,14 @@ def ensure_demo_set(out_dir: str) -> dict[str, str]:
         return paths
     for p in paths.values():  # a partial set (some LMDBs only) is rebuilt as a whole
         shutil.rmtree(p, ignore_errors=True)
-    return prepare_demo_set(out_dir, SCALE)
+    return prepare_demo_set(out_dir, scale)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="addersr demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_output", help="working folder (default demo_output)")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2,
+                   help="upscaling factor: LR photos are made by MATLAB bicubic downscaling (default 2)")
     # Defaults measured on the 2-core CPU: AdderEDSR ~0.19 s/iteration (compiled kernels), about
     # +0.5 dB over bicubic after 1500 iterations (1200: +0.4, 600: +0.1, 300: below bicubic).
     p.add_argument("--iters", type=int, default=1500, help="training iterations per model (default 1500)")
@@ -237,17 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     if not ops.extension_available():
         print("WARNING: the compiled adder kernels are not loaded; the pure-PyTorch fallback is "
               "much slower (run `make install` to build them).", flush=True)
-    data = ensure_demo_set(os.path.join(workdir, "datasets"))
+    scale = args.scale
+    # one folder per scale: the HR LMDBs are modcropped to the scale they were built for
+    data = ensure_demo_set(os.path.join(workdir, "datasets", f"x{scale}"), scale)
     body = {"num_feat": args.num_feat, "num_block": args.num_block}
-    recipe = ADDER_RECIPE if args.recipe == "ours" else PAPER_RECIPE
-    adder_lr_mult = ADDER_LR_MULT if args.recipe == "ours" else 1.0
-    runs = {"AdderEDSR": ("demo_adder_edsr_x2", {"type": "AdderEDSR", **body, **recipe})}
+    runs = {"AdderEDSR": (f"demo_adder_edsr_x{scale}", {"type": "AdderEDSR", **body})}
     if not args.no_cnn:
-        runs["EDSR"] = ("demo_edsr_x2", {"type": "EDSR", **body})
+        runs["EDSR"] = (f"demo_edsr_x{scale}", {"type": "EDSR", **body})
     models, timings = {}, {}
     for label, (name, arch) in runs.items():
         opt = model_options(name, arch, data, args.iters, args.batch, args.gt_size, args.lr,
-                            adder_lr_mult if arch["type"] == "AdderEDSR" else 1.0)
+                            RECIPES[args.recipe] if arch["type"] == "AdderEDSR" else None, scale)
         opt_path = os.path.join(workdir, "options", f"{name}.yml")
         with open(opt_path, "w", encoding="utf-8") as f:
             yaml.safe_dump(opt, f, sort_keys=False)
@@ -256,14 +258,14 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"{label} stopped at iteration {timings[label][1]}, not {args.iters}")
         models[label] = (opt_path, os.path.join(workdir, "experiments", name, "models", "net_g_latest.pth"))
     print("\n=== Evaluating on the held-out photos", flush=True)
-    scores, colour_errors = evaluate(workdir, data, models)
+    scores, colour_errors = evaluate(workdir, data, models, scale)
     table = results_table(scores)
     elapsed = time.time() - start
     from ..data.demo_set import OTHER_COLLECTION
 
     verdicts = photo_verdicts(scores)
     casts = colour_errors.get("AdderEDSR", {})
-    report = (f"# AdderSR demo (x{SCALE}, Y-channel PSNR/SSIM, border {SCALE})\n\n{table}\n\n"
+    report = (f"# AdderSR demo (x{scale}, Y-channel PSNR/SSIM, border {scale})\n\n{table}\n\n"
               + "".join(f"- {k}: {it} iterations, trained in {sec / 60:.1f} min\n"
                         for k, (sec, it) in timings.items())
               + f"- whole demo: {elapsed / 60:.1f} min\n"

@@ -166,3 +166,30 @@ def last_iter(run: Run) -> int:
                 if m:
                     last = max(last, int(m.group(1).replace(",", "")))
     return last
+
+
+def score_model(run: Run, pairs: dict, save_dir: str | None = None, cache: str = "study_scores.json") -> dict:
+    """Per-photo scores (Y-PSNR/SSIM with ``scale`` border, colour error) of the run's final model on
+    ``pairs`` (``{photo: (gt, lq)}``), cached in the run folder under ``cache`` and recomputed when
+    the model is newer; with ``save_dir`` the outputs are written there as PNGs."""
+    from addersr_plugin.inference import upscale_image
+    from addersr_plugin.loading import load_generator
+    from addersr_plugin.scoring import score
+
+    cache_path = os.path.join(run.dir, cache)
+    cached = read_json(cache_path)
+    if cached and cached.get("model_mtime") == os.path.getmtime(run.model) and set(cached["photos"]) == set(pairs) \
+            and (save_dir is None or all(os.path.isfile(os.path.join(save_dir, f"{k}.png")) for k in pairs)):
+        return cached["photos"]
+    net, scale, _ = load_generator(run.option_file, run.model)
+    photos = {}
+    for key, (gt, lq) in pairs.items():
+        sr = upscale_image(net, lq, scale)
+        photos[key] = score(sr, gt, scale)
+        if save_dir:
+            import cv2
+
+            os.makedirs(save_dir, exist_ok=True)
+            cv2.imwrite(os.path.join(save_dir, f"{key}.png"), sr)
+    write_json(cache_path, {"model_mtime": os.path.getmtime(run.model), "photos": photos})
+    return photos

@@ -40,28 +40,7 @@ def study_run(name: str) -> runner.Run:
 
 def score_run(name: str, pairs: dict, save_dir: str | None = None) -> dict:
     """Per-photo scores of the run's final model (cached in the run folder)."""
-    from addersr_plugin.scoring import score
-    from addersr_plugin.inference import upscale_image
-    from addersr_plugin.loading import load_generator
-
-    run = study_run(name)
-    cache_path = os.path.join(run.dir, "study_scores.json")
-    cache = runner.read_json(cache_path)
-    if cache and cache.get("model_mtime") == os.path.getmtime(run.model) and set(cache["photos"]) == set(pairs) \
-            and (save_dir is None or all(os.path.isfile(os.path.join(save_dir, f"{k}.png")) for k in pairs)):
-        return cache["photos"]
-    net, scale, _ = load_generator(run.option_file, run.model)
-    photos = {}
-    for key, (gt, lq) in pairs.items():
-        sr = upscale_image(net, lq, scale)
-        photos[key] = score(sr, gt, scale)
-        if save_dir:
-            import cv2
-
-            os.makedirs(save_dir, exist_ok=True)
-            cv2.imwrite(os.path.join(save_dir, f"{key}.png"), sr)
-    runner.write_json(cache_path, {"model_mtime": os.path.getmtime(run.model), "photos": photos})
-    return photos
+    return runner.score_model(study_run(name), pairs, save_dir)
 
 
 def bicubic_scores(pairs: dict, scale: int) -> dict:

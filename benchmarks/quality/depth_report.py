@@ -1,0 +1,283 @@
+"""The depth-and-scale study's scores and report: ``python benchmarks/quality/depth_study.py report``.
+
+Every finished run (trained here, or restored from its archive) is scored on the validation
+photos and on the test photos of ``datasets/photos_split``; bicubic alongside. Numbers go to
+``docs/quality_depth/results.json`` (one file, rewritten from the runs each time: every number in
+it is recomputed from archived models and logs) and the report ``docs/quality_depth.md`` is
+rendered from ``benchmarks/quality/depth_template.md``, with the plots in ``docs/quality_depth/``.
+
+Means over seeds are "mean ± sample std (n seeds)"; a gap between two configurations is paired
+by seed (the adder run and its EDSR twin of the same seed, scale and size).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+
+import numpy as np
+
+import depth_study as study
+import runner
+
+DOCS = os.path.join(runner.ROOT, "docs")
+FIG = os.path.join(DOCS, "quality_depth")
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "depth_template.md")
+# Rendered gradients, not photographs: scored and shown, but left out of the photo means (their
+# bicubic PSNR of ~56 dB would outweigh every photo).
+NOT_PHOTOS = ("lomiri-wallpapers-20_04_Fossa_by_Jasper_Roks",)
+SPLITS = {"val": ("heldout", "validation"), "test": ("test", "test")}
+
+
+def pairs_of(split: str, scale: int) -> dict:
+    from addersr_plugin.data.photos import photo_paths
+    from addersr_plugin.scoring import read_pairs
+
+    paths = photo_paths(os.path.join(runner.ROOT, study.DATA), scale)
+    key = "val" if split == "val" else "test"
+    return read_pairs(paths[f"{key}_gt"], paths[f"{key}_lq"])
+
+
+def photo_mean(per_photo: dict) -> float:
+    return float(np.mean([v["psnr"] for k, v in per_photo.items() if k not in NOT_PHOTOS]))
+
+
+def mean_std(values: list) -> tuple:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None, 0
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None), len(values)
+
+
+def fmt(m, s, n, sign=False) -> str:
+    if m is None:
+        return ""
+    text = f"{m:+.2f}" if sign else f"{m:.2f}"
+    return text + (f" ± {s:.2f}" if s is not None else "") + f" ({n})"
+
+
+def collect(names: list[str]) -> dict:
+    """``{run: {...}}`` for every finished run of ``names``: scores per split, curve, cost, fields."""
+    out = {}
+    for name in names:
+        run = study.run_of(name)
+        runner.restore(run)
+        done = run.done()
+        if not done:
+            continue
+        fields = study.parse(name)
+        entry = {"fields": fields, "cost": done, "curve": runner.val_curve(run)}
+        for split in SPLITS:
+            save = os.path.join(run.dir, f"outputs_{split}") if split == "test" else None
+            photos = runner.score_model(run, pairs_of(split, fields["scale"]), save, cache=f"scores_{split}.json")
+            entry[split] = {"photos": photos, "psnr": photo_mean(photos),
+                            "worst_colour_error": max(max(abs(c) for c in v["colour_error_bgr"])
+                                                      for v in photos.values())}
+        out[name] = entry
+        print(f"{name}: validation {entry['val']['psnr']:.2f}, test {entry['test']['psnr']:.2f}", flush=True)
+    return out
+
+
+def bicubic(scales) -> dict:
+    from addersr_plugin.scoring import bicubic_upscale, score
+
+    out = {}
+    for scale in scales:
+        out[scale] = {}
+        for split in SPLITS:
+            pairs = pairs_of(split, scale)
+            photos = {k: score(bicubic_upscale(lq, scale), gt, scale) for k, (gt, lq) in pairs.items()}
+            out[scale][split] = {"photos": photos, "psnr": photo_mean(photos)}
+    return out
+
+
+def twin(name: str) -> str:
+    f = study.parse(name)
+    return study.run_name(f["scale"], "edsr", f["feat"], f["block"], f["seed"])
+
+
+def groups(results: dict) -> dict:
+    """``{(scale, feat, block, variant): [run names]}`` (the seeds of one configuration)."""
+    g = defaultdict(list)
+    for name, r in results.items():
+        f = r["fields"]
+        g[(f["scale"], f["feat"], f["block"], f["variant"])].append(name)
+    return g
+
+
+def summary(results: dict, bic: dict) -> dict:
+    """Per configuration: mean ± std over seeds of each split's PSNR, its gain over bicubic and its
+    gap to the EDSR twin (paired by seed), the worst photo's gain over bicubic."""
+    out = {}
+    for key, names in sorted(groups(results).items()):
+        scale = key[0]
+        row = {"runs": sorted(names)}
+        for split in SPLITS:
+            ps = [results[n][split]["psnr"] for n in names]
+            gaps = [results[n][split]["psnr"] - results[twin(n)][split]["psnr"] for n in names if twin(n) in results]
+            worst = [min(results[n][split]["photos"][p]["psnr"] - bic[scale][split]["photos"][p]["psnr"]
+                         for p in results[n][split]["photos"] if p not in NOT_PHOTOS) for n in names]
+            row[split] = {"psnr": mean_std(ps), "vs_bicubic": mean_std([p - bic[scale][split]["psnr"] for p in ps]),
+                          "vs_edsr": mean_std(gaps) if key[3] != "edsr" else (None, None, 0),
+                          "worst_photo_vs_bicubic": min(worst)}
+        curves = [results[n]["curve"] for n in names]
+        row["collapse_db"] = max((max(0.0, max(p for _, p in c[:i + 1]) - c[i][1]) for c in curves if c
+                                  for i in range(len(c))), default=None)
+        out["/".join(map(str, key))] = row
+    return out
+
+
+def table(summ: dict, bic: dict, split: str) -> str:
+    head = ["scale", "size", "variant", f"{SPLITS[split][1]} Y-PSNR", "vs bicubic", "vs EDSR twin",
+            "worst photo vs bicubic", "largest drop below running best (val)"]
+    rows = []
+    last = None
+    for key, row in summ.items():
+        scale, feat, block, variant = key.split("/")
+        if (scale, feat, block) != last:
+            rows.append([f"×{scale}", f"{feat}/{block}", "bicubic", f"{bic[int(scale)][split]['psnr']:.2f}",
+                         "", "", "", ""])
+            last = (scale, feat, block)
+        s = row[split]
+        rows.append([f"×{scale}", f"{feat}/{block}", f"`{variant}`", fmt(*s["psnr"]), fmt(*s["vs_bicubic"], sign=True),
+                     fmt(*s["vs_edsr"], sign=True), f"{s['worst_photo_vs_bicubic']:+.2f}",
+                     f"{row['collapse_db']:.2f}" if row["collapse_db"] is not None else ""])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def photo_table(results: dict, bic: dict, split: str, scale: int) -> str:
+    names = sorted(n for n, r in results.items() if r["fields"]["scale"] == scale)
+    photos = list(bic[scale][split]["photos"])
+    head = ["run"] + [p.replace("lomiri-wallpapers-", "").split("_by_")[0] for p in photos]
+    rows = [["bicubic"] + [f"{bic[scale][split]['photos'][p]['psnr']:.2f}" for p in photos]]
+    rows += [[n.replace("depth_", "")] + [f"{results[n][split]['photos'][p]['psnr']:.2f}" for p in photos]
+             for n in names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(results: dict, block: int, path: str) -> bool:
+    have = sorted(n for n, r in results.items() if r["fields"]["block"] == block and r["curve"])
+    if not have:
+        return False
+    plt = _plt()
+    scales = sorted({results[n]["fields"]["scale"] for n in have})
+    fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 4.2), squeeze=False)
+    for ax, scale in zip(axes[0], scales):
+        for n in have:
+            if results[n]["fields"]["scale"] == scale:
+                it, ps = zip(*results[n]["curve"])
+                ax.plot(it, ps, marker="o", ms=3, label=n.replace("depth_", ""))
+        ax.set_title(f"×{scale}, {block} blocks: validation Y-PSNR during training")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("dB")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def plot_gap_vs_depth(summ: dict, split: str, path: str) -> bool:
+    points = defaultdict(list)  # (scale, variant) -> [(block, gap, std)]
+    for key, row in summ.items():
+        scale, _feat, block, variant = key.split("/")
+        m, s, _ = row[split]["vs_edsr"]
+        if m is not None:
+            points[(int(scale), variant)].append((int(block), -m, s or 0.0))
+    if not points:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (scale, variant), pts in sorted(points.items()):
+        pts.sort()
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
+                    label=f"×{scale} {variant}")
+    ax.axhline(0.4, color="grey", ls=":", label="0.4 dB")
+    ax.axhline(0, color="grey")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("residual blocks (32 features)")
+    ax.set_ylabel(f"EDSR minus AdderEDSR, {SPLITS[split][1]} Y-PSNR (dB)")
+    ax.set_title("gap to the CNN twin vs depth (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def comparison_pngs(results: dict, scale: int, block: int) -> list[str]:
+    """docs/quality_depth/compare_x<scale>_<photo>.png: bicubic | seed-10 runs of one size | HR."""
+    import cv2
+
+    from addersr_plugin.scoring import bicubic_upscale, detail_centre, side_by_side
+
+    names = sorted(n for n, r in results.items() if r["fields"]["scale"] == scale
+                   and r["fields"]["block"] == block and r["fields"]["seed"] == study.SEEDS[0])
+    if not names:
+        return []
+    written = []
+    for key, (gt, lq) in pairs_of("test", scale).items():
+        panels = [("bicubic", bicubic_upscale(lq, scale))]
+        panels += [(n.replace("depth_", ""), cv2.imread(os.path.join(study.run_of(n).dir, "outputs_test", f"{key}.png")))
+                   for n in names]
+        panels.append(("HR", gt))
+        out = os.path.join(FIG, f"compare_x{scale}_{block}b_{key.split('_by_')[0]}.png")
+        cv2.imwrite(out, side_by_side(panels, box=128, centre=detail_centre(gt, 128)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        written.append(os.path.relpath(out, DOCS))
+    return written
+
+
+def report(names: list[str]) -> int:
+    os.makedirs(FIG, exist_ok=True)
+    results = collect(names)
+    if not results:
+        print("no finished run to report yet")
+        return 1
+    bic = bicubic(sorted({r["fields"]["scale"] for r in results.values()}))
+    summ = summary(results, bic)
+    blocks = {"TABLE:val": table(summ, bic, "val"), "TABLE:test": table(summ, bic, "test")}
+    for scale in sorted(bic):
+        blocks[f"PHOTOS:test:{scale}"] = photo_table(results, bic, "test", scale)
+    figures = []
+    for block in sorted({r["fields"]["block"] for r in results.values()}):
+        path = os.path.join(FIG, f"curves_{block}blocks.png")
+        if plot_curves(results, block, path):
+            figures.append(os.path.relpath(path, DOCS))
+    if plot_gap_vs_depth(summ, "test", os.path.join(FIG, "gap_vs_depth.png")):
+        figures.append("quality_depth/gap_vs_depth.png")
+    crops = [c for scale in sorted(bic) for c in comparison_pngs(results, scale, 16)]
+    blocks["FIGURES"] = "\n".join(f"![{f}]({f})" for f in figures)
+    blocks["CROPS"] = "\n".join(f"![{c}]({c})" for c in crops) or "(no 16-block run finished yet)"
+    total = sum(r["cost"]["seconds"] for r in results.values()) / 3600
+    blocks["COST"] = (f"{len(results)} runs finished, {total:.1f} h of training in all on the 2-core CPU "
+                      f"(two runs at a time, one thread each).")
+    pending = [n for n in names if n not in results]
+    blocks["PENDING"] = ", ".join(f"`{n}`" for n in pending) if pending else "none"
+    with open(TEMPLATE, encoding="utf-8") as f:
+        text = re.sub(r"\{\{([^}]+)\}\}", lambda m: blocks.get(m.group(1), "(not run yet)"), f.read())
+    with open(os.path.join(DOCS, "quality_depth.md"), "w", encoding="utf-8") as f:
+        f.write("<!-- generated by benchmarks/quality/depth_study.py report from depth_template.md; do not edit -->\n"
+                + text)
+    runner.write_json(os.path.join(FIG, "results.json"), {
+        "bicubic": {str(k): v for k, v in bic.items()}, "summary": summ,
+        "runs": {n: {k: v for k, v in r.items()} for n, r in results.items()},
+        "schedule": {"iters": study.ITERS, "lr": study.LR, "patch": study.PATCH, "batch": study.BATCH}})
+    print(f"wrote {os.path.join(DOCS, 'quality_depth.md')}")
+    return 0
+
+
+__all__ = ["report", "collect", "summary", "NOT_PHOTOS"]

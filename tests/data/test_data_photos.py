@@ -73,7 +73,12 @@ def test_holdout_choice_is_stable_and_named_holdout(tmp_path):
     (dict(holdout_per_source=3), "cannot hold out 3 of 3 photos: nothing would be left to train on"),
     (dict(holdout=["nope"]), "--holdout names no photo of the sources: nope"),
     (dict(reduce=0), "--reduce must be a positive integer, got 0"),
-    (dict(reduce=4), "is below 96 px; use a smaller --reduce"),
+    # 240x200 JPEGs: /4 is 60x50, below one 96-pixel crop; /2 (100 px) would hold one
+    (dict(reduce=4, crop=96), "60x50 after reduction x4 is smaller than --crop 96 (every photo must hold one "
+                              "--crop sub-image); use --reduce 2 or a smaller --crop"),
+    (dict(reduce=1, crop=240), "240x200 is smaller than --crop 240 (every photo must hold one --crop "
+                               "sub-image); use a smaller --crop (at most 200) or leave the photo out"),
+    (dict(step=0), "--step must be a positive integer, got 0"),
     (dict(scales=[1]), "scales must be integers >= 2, got [1]"),
 ])
 def test_bad_arguments(tmp_path, kwargs, message):
@@ -109,7 +114,51 @@ def test_command_line(tmp_path):
     proc = cli(["data", "photos", a, "--out", str(tmp_path / "ds"), "--scales", "2", "--reduce", "2",
                 "--holdout-per-source", "1", "--crop", "96", "--step", "96"], cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 training photos -> " in proc.stdout and "held out: a_photo_" in proc.stdout
+    assert "2 training photos -> " in proc.stdout and "held out (validation): a_photo_" in proc.stdout
 
     assert np.all([os.path.isfile(os.path.join(tmp_path, "ds", "heldout", "HR", f))
                    for f in os.listdir(os.path.join(tmp_path, "ds", "heldout", "HR"))])
+
+
+def test_test_split_whole_collections_and_named_photos(tmp_path):
+    """--test-source: a whole collection only in test/; --test: single photos; never in training, and
+    validation (heldout/) never holds a test photo."""
+    a = _source(tmp_path / "src", "a", 4)
+    t = _source(tmp_path / "src", "other", 2, seed=20)
+    out = str(tmp_path / "ds")
+    manifest = prepare_photos([a], out, scales=[2, 4], reduce=2, holdout=["photo_0_v1"], test=["a_photo_3_v1"],
+                              test_sources=[t], crop=48, step=24)
+    split = {p["file"]: p["split"] for p in manifest["photos"]}
+    assert split == {"a_photo_0_v1.png": "heldout", "a_photo_1_v1.png": "train", "a_photo_2_v1.png": "train",
+                     "a_photo_3_v1.png": "test", "other_photo_0_v1.png": "test", "other_photo_1_v1.png": "test"}
+    assert manifest["test_sources"] == ["other"]
+    paths = photo_paths(out, 4)
+    assert sorted(os.listdir(paths["test_gt"])) == sorted(f for f, s in split.items() if s == "test")
+    assert sorted(os.listdir(paths["val_gt"])) == ["a_photo_0_v1.png"]
+    for f in os.listdir(paths["test_gt"]):
+        hr, lr = cv2.imread(os.path.join(paths["test_gt"], f)), cv2.imread(os.path.join(paths["test_lq"], f))
+        assert lr.shape[:2] == (hr.shape[0] // 4, hr.shape[1] // 4)
+    keys = [k for k, _ in check_lmdb(paths["train_gt"])]
+    assert {k.rsplit("_s", 1)[0] for k in keys} == {"a_photo_1_v1", "a_photo_2_v1"}
+
+
+def test_test_split_errors(tmp_path):
+    a = _source(tmp_path / "src", "a", 3)
+    t = _source(tmp_path / "src", "t", 1)
+    out = str(tmp_path / "ds")
+    with pytest.raises(DatasetError, match="a source is either for training or a --test-source, not both"):
+        prepare_photos([a], out, test_sources=[a], reduce=2, crop=48, step=24)
+    with pytest.raises(DatasetError, match="photo_0_v1: named in both --holdout and --test"):
+        prepare_photos([a], out, holdout=["photo_0_v1"], test=["photo_0_v1"], reduce=2, crop=48, step=24)
+    with pytest.raises(DatasetError, match="--test names no photo of the sources: nope"):
+        prepare_photos([a], out, test=["nope"], test_sources=[t], reduce=2, crop=48, step=24)
+    with pytest.raises(DatasetError, match="every photo of a is held out or tested"):
+        prepare_photos([a], out, holdout=["photo_0_v1"], test=["photo_1_v1", "photo_2_v1"], reduce=2, crop=48,
+                       step=24)
+    assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+
+
+def test_matplotlib_source_is_its_one_photo():
+    from addersr_plugin.data.photos import list_photos
+
+    assert list_photos("matplotlib") == [("grace_hopper", "grace_hopper", True)]

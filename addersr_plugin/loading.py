@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
@@ -118,41 +119,95 @@ def load_network(net_opt: Mapping[str, Any], model_path: str, where: str, param_
     return net.to(device).eval(), key
 
 
+def _device_name(device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LoadError(f"device {device!r} is not a device name; use cpu, cuda or cuda:N") from None
+
+
+def resolve_device(device: Optional[str], int8: bool = False) -> torch.device:
+    """``device`` checked (a name torch knows, a GPU that is there), or the default when it is None:
+    the CPU for an int8 network (it has CPU kernels only), else CUDA when a GPU is visible."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() and not int8 else "cpu")
+    dev = _device_name(device)
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LoadError(f"device {device!r}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
+                            "use cpu")
+        if dev.index is not None and dev.index >= count:
+            raise LoadError(f"device {device!r}: only {count} CUDA GPU(s) are visible (cuda:0 to cuda:{count - 1})")
+    elif dev.type != "cpu":
+        raise LoadError(f"device {device!r} is not supported here; use cpu, cuda or cuda:N")
+    return dev
+
+
+@dataclass
+class Generator:
+    """A loaded generator: ``net`` (eval mode, on ``device``), its ``scale``, the checkpoint ``key``
+    used (``"int8"`` for an integer network) and the float ``network_g`` options it was built from."""
+
+    net: torch.nn.Module
+    scale: int
+    key: str
+    network_g: Dict[str, Any]
+    device: torch.device
+
+    def shape_network(self) -> torch.nn.Module:
+        """A network of the same layers for shape probes (:func:`addersr_plugin.inference.receptive_radius`):
+        the net itself, or for an int8 net, whose integer layers read values, the float ``network_g``
+        built on the meta device (the same receptive field, no memory)."""
+        if self.key != "int8":
+            return self.net
+        with torch.device("meta"):
+            return build_network(self.network_g, "network_g of the int8 checkpoint")
+
+
+def open_generator(opt_path: Optional[str], model_path: str, param_key: Optional[str] = None,
+                   device: Optional[str] = None, force_yml: Optional[list] = None) -> Generator:
+    """``network_g`` of ``opt_path`` with ``model_path`` loaded: a float checkpoint (BasicSR's, or a bare
+    state dict) or an int8 one made by ``addersr quantize``, which carries its own ``network_g``, so
+    ``opt_path`` may be None for it. ``device`` None picks one (:func:`resolve_device`); ``force_yml``
+    overrides options as in :func:`read_options`."""
+    net_opt = scale = None
+    if opt_path is not None:
+        opt = read_options(opt_path, force_yml)
+        net_opt = check_network(opt, opt_path)
+        scale = option_scale(opt, opt_path)
+    elif force_yml:
+        raise LoadError("--force_yml changes an option file, and none was given")
+    ckpt = read_checkpoint(model_path)
+    if is_int8(ckpt):
+        from .quant.checkpoint import check_int8, int8_generator
+
+        try:
+            if net_opt is None:
+                net_opt = dict(check_int8(ckpt, model_path)["network_g"])
+            # A device that is not the CPU is int8_generator's to refuse (it says why).
+            dev = resolve_device(device, int8=True) if device is None else _device_name(device)
+            net, scale, key = int8_generator(ckpt, net_opt, model_path, dev)
+        except ValueError as exc:
+            raise LoadError(str(exc)) from exc
+        return Generator(net, scale, key, net_opt, dev)
+    if net_opt is None:
+        raise LoadError(f"{model_path} holds float weights only: give the option file whose network_g they "
+                        "were trained with (only an int8 checkpoint of `addersr quantize` carries its own)")
+    dev = resolve_device(device)
+    state, key = checkpoint_state(ckpt, model_path, param_key)
+    net = strict_load(build_network(net_opt, opt_path), state, model_path, f"network_g of {opt_path}")
+    return Generator(net.to(dev).eval(), scale, key, net_opt, dev)
+
+
 def load_generator(opt_path: str, model_path: str, param_key: Optional[str] = None, device="cpu"):
     """``network_g`` of ``opt_path`` with ``model_path`` loaded (a float checkpoint, or an int8 one made
     by ``addersr quantize``); returns (net, scale, key used; ``"int8"`` for an integer network)."""
-    opt = read_options(opt_path)
-    net_opt = check_network(opt, opt_path)
-    scale = option_scale(opt, opt_path)
-    ckpt = read_checkpoint(model_path)
-    if is_int8(ckpt):
-        from .quant.checkpoint import int8_generator
-
-        try:
-            return int8_generator(ckpt, net_opt, model_path, device)
-        except ValueError as exc:
-            raise LoadError(str(exc)) from exc
-    state, key = checkpoint_state(ckpt, model_path, param_key)
-    net = strict_load(build_network(net_opt, opt_path), state, model_path, f"network_g of {opt_path}")
-    return net.to(device).eval(), scale, key
-
-
-def load_pretrained(name: str, device="cpu"):
-    """A model that ships with the package (:mod:`addersr_plugin.pretrained`): returns
-    (net in eval mode, scale, its card)."""
-    from . import pretrained
-
-    try:
-        info = pretrained.card(name)
-    except KeyError as exc:
-        raise LoadError(exc.args[0]) from None
-    path = pretrained.weights_path(name)
-    state = read_checkpoint(path, f"pretrained model {name}")
-    net = strict_load(build_network(info["network_g"], f"pretrained model {name}"), state, path,
-                      f"the network_g of its card {name}.json")
-    return net.to(device).eval(), int(info["scale"]), info
+    gen = open_generator(opt_path, model_path, param_key, device)
+    return gen.net, gen.scale, gen.key
 
 
 __all__ = ["LoadError", "load_pretrained", "read_options", "registered_archs", "check_network", "option_scale", "read_checkpoint",
-           "checkpoint_state", "strict_load", "build_network", "load_network", "load_generator", "is_int8",
+           "checkpoint_state", "strict_load", "build_network", "load_network", "load_generator", "open_generator",
+           "Generator", "resolve_device", "is_int8",
            "INT8_FORMAT"]

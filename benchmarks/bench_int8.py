@@ -1,6 +1,7 @@
 """Integer adder inference benchmark (docs/benchmarks.md): per layer and end to end, ratios in one process.
 
     python benchmarks/bench_int8.py [--opt OPT.yml --model net_g.pth] [--json out.json]
+    python benchmarks/bench_int8.py --quick [...]     # quality only (no timing): a smoke run
 
 Per layer (EDSR body layer: N=16, 64->64, 48x48, 3x3): the int8 adder op (uint8 in, int32 out),
 the whole integer layer (float in: quantize, SAD kernel, per-channel affine), fp32 ``F.conv2d``
@@ -9,16 +10,18 @@ conv, x86/fbgemm engine) where it runs.
 
 End to end: x2 upscale to a 1280x720 output (640x360 input) with AdderEDSR-int8,
 AdderEDSR-fp32, EDSR-fp32 of the same size and EDSR-int8 (``torch.ao`` FX post-training
-quantization) where it works; Y-PSNR (border 2) on the held-out demo photos (scikit-image's
-coffee and chelsea) for the two AdderEDSRs and bicubic.
+quantization) where it works; Y-PSNR (border 2) for the two AdderEDSRs and bicubic on photos
+outside every measured model's training, calibration and selection (``int8_photos.py``: by
+default the photo split's test/ photos the models' dataset manifests do not list; the output
+names them), calibrated on ``--calib-crops`` (32) crops of other photos (the split's heldout/).
 
 EDSR's timing uses untrained weights of the same size; pass ``--edsr-opt/--edsr-model`` (the
 trained twin) for its Y-PSNR, fp32 and torch.ao int8.
 Without ``--opt/--model`` a small AdderEDSR (32 features, 4 blocks) is trained here for
 ``--iters`` Adam steps on the demo's training photos (a quick stand-in, not a good model).
-Calibration uses crops of the training photos, never the held-out ones.
 Prints one self-contained markdown table and writes JSON. Time only on a quiet machine:
-the load average is printed with the results.
+the load average is printed with the results. ``--quick`` measures the quality part only (no
+timing, no torch.ao model): a smoke run, and the way to score on a busy machine.
 """
 
 from __future__ import annotations
@@ -36,10 +39,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import addersr_plugin  # noqa: E402,F401  (compat, ops, archs)
-from addersr_plugin.data.demo_set import TRAIN_PHOTOS, VAL_PHOTOS, load_photo  # noqa: E402
-from addersr_plugin.data.images import bicubic_downscale, modcrop  # noqa: E402
+import int8_photos  # noqa: E402  (which photos are scored and calibrated on)
+from addersr_plugin.checkpoint_io import LoadError  # noqa: E402
+from addersr_plugin.data.demo_set import TRAIN_PHOTOS, load_photo  # noqa: E402
+from addersr_plugin.data.errors import DatasetError  # noqa: E402
+from addersr_plugin.data.images import bicubic_downscale, modcrop, read_image  # noqa: E402
 from addersr_plugin.ops import adder_conv2d, adder_conv2d_u8  # noqa: E402
 from addersr_plugin.quant import QuantAdderConv2d, grid_for_range, quantize, quantize_model  # noqa: E402
 from addersr_plugin.quant.images import image_tensor  # noqa: E402
@@ -151,32 +158,31 @@ def train_quick(num_feat: int, num_block: int, iters: int, seed: int = 0):
                             upscale=SCALE)
 
 
-def calibration_crops(n: int = 8, size: int = 96, seed: int = 1):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        hr = load_photo(TRAIN_PHOTOS[i % len(TRAIN_PHOTOS)])
-        lr = bicubic_downscale(modcrop(hr, SCALE), SCALE)
-        top, left = rng.integers(0, lr.shape[0] - size), rng.integers(0, lr.shape[1] - size)
-        out.append(photo_tensor(lr[top:top + size, left:left + size]))
-    return out
+# The photo selection of this run (set by main from --score-dir/--calib-dir and the models' data):
+# PHOTOS["scored"] and PHOTOS["calib"] are {name: (HR path, LR path)}.
+PHOTOS: dict = {}
+
+
+def calibration_crops(n: int | None = None, size: int | None = None, seed: int = 1):
+    """Crops of the calibration photos (never a scored one): --calib-crops of --calib-size² by default."""
+    return int8_photos.calibration_crops(PHOTOS["calib"], n or PHOTOS["calib_crops"], size or PHOTOS["calib_size"],
+                                         seed)
 
 
 def y_psnr(net, scale: int) -> float:
+    """Mean Y-PSNR (border ``scale``) on the scored photos; ``net=None``: MATLAB bicubic."""
     from basicsr.utils import tensor2img
 
-    from addersr_plugin.scoring import y_psnr_ssim
+    from addersr_plugin.scoring import bicubic_upscale, y_psnr_ssim
 
     vals = []
-    for name in VAL_PHOTOS:
-        hr = modcrop(load_photo(name), scale)
-        lr = photo_tensor(bicubic_downscale(hr, scale))
-        with torch.inference_mode():
-            sr = tensor2img(net(lr), rgb2bgr=True, min_max=(0, 1)) if net is not None else None
-        if sr is None:
-            from addersr_plugin.scoring import bicubic_upscale
-
-            sr = bicubic_upscale(bicubic_downscale(hr, scale), scale)
+    for _name, (hr_path, lr_path) in sorted(PHOTOS["scored"].items()):
+        hr, lr = read_image(hr_path), read_image(lr_path)
+        if net is None:
+            sr = bicubic_upscale(lr, scale)
+        else:
+            with torch.inference_mode():
+                sr = tensor2img(net(photo_tensor(lr)), rgb2bgr=True, min_max=(0, 1))
         vals.append(y_psnr_ssim(sr, hr, scale)[0])
     return float(np.mean(vals))
 
@@ -212,7 +218,7 @@ def edsr_int8(edsr, example):
         model = _TraceableEDSR(copy.deepcopy(edsr)).eval()
         prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (example,))
         with torch.inference_mode():
-            for x in calibration_crops(4, 64):
+            for x in calibration_crops():
                 prepared(x)
         q = convert_fx(prepared)
         with torch.inference_mode():
@@ -276,9 +282,25 @@ def time_models(adder_net, net_g, scale, repeat, with_ao=True) -> dict:
                    "speedup_vs_best_edsr_fp32": best / t} for name, t in times.items()}
 
 
+def select_photos(args) -> None:
+    """Fill PHOTOS: scored photos outside every measured model's training and selection, and
+    calibration photos disjoint from them (int8_photos)."""
+    def seen(names):
+        out = int8_photos.seen_by(args.opt, names) if args.opt else int8_photos.quick_model_photos(TRAIN_PHOTOS)
+        if args.edsr_opt:  # EDSR is scored on the same photos, so they must be new to it as well
+            out = {**int8_photos.seen_by(args.edsr_opt, names), **out}
+        return out
+
+    scored, left_out, calib = int8_photos.choose(args.score_dir, args.calib_dir, SCALE, seen)
+    PHOTOS.update(scored=scored, left_out=left_out, calib=calib, calib_crops=args.calib_crops,
+                  calib_size=args.calib_size)
+
+
 def end_to_end(args) -> dict:
     t0 = time.perf_counter()
     net, net_g, scale, source = load_or_train(args)
+    if scale != SCALE:
+        raise int8_photos.PhotoSetError(f"the model is x{scale}; this benchmark scores x{SCALE} photos")
     prep_s = time.perf_counter() - t0
     qnet, report = quantize_model(net, calibration_crops(), args.method)
     psnr = {"AdderEDSR-int8 (ours)": y_psnr(qnet, scale), "AdderEDSR-fp32": y_psnr(net, scale),
@@ -288,17 +310,21 @@ def end_to_end(args) -> dict:
 
         edsr, _, _ = load_generator(args.edsr_opt, args.edsr_model, None, "cpu")
         psnr["EDSR-fp32"] = y_psnr(edsr, scale)
-        eq = edsr_int8(edsr, calibration_crops(1, 64)[0])
+        eq = None if args.quick else edsr_int8(edsr, calibration_crops(1)[0])
         if eq is not None:
             psnr["EDSR-int8 (torch.ao FX)"] = y_psnr(eq, scale)
-    rows = time_models(net, net_g, scale, args.e2e_repeat)
+    rows = {name: {} for name in psnr if name != "bicubic"} if args.quick else \
+        time_models(net, net_g, scale, args.e2e_repeat)
     for name, r in rows.items():
         r["y_psnr"] = psnr.get(name)
     rows["bicubic"] = {"y_psnr": psnr["bicubic"]}
     out = {"source": source, "prepare_seconds": prep_s, "network_g": net_g, "scale": scale,
            "calibration": report["method"], "psnr_vs_float_calib": report["psnr_vs_float"], "rows": rows,
-           "y_psnr_loss_int8_db": psnr["AdderEDSR-fp32"] - psnr["AdderEDSR-int8 (ours)"]}
-    if args.baseline_size and (net_g.get("num_feat"), net_g.get("num_block")) != (64, 16):
+           "y_psnr_loss_int8_db": psnr["AdderEDSR-fp32"] - psnr["AdderEDSR-int8 (ours)"],
+           "scored_photos": sorted(PHOTOS["scored"]), "left_out_photos": dict(PHOTOS["left_out"]),
+           "calibration_photos": sorted(PHOTOS["calib"]),
+           "calibration_crops": [PHOTOS["calib_crops"], PHOTOS["calib_size"]], "quick": bool(args.quick)}
+    if args.baseline_size and not args.quick and (net_g.get("num_feat"), net_g.get("num_block")) != (64, 16):
         from addersr_plugin.archs import AdderEDSR
 
         big = AdderEDSR(3, 3, num_feat=64, num_block=16, upscale=scale).eval()
@@ -322,22 +348,29 @@ def markdown(result: dict) -> str:
         lines.append("")
     if "e2e" in result:
         e = result["e2e"]
-        lines += [f"x{e['scale']} upscale to 1280x720 (input {1280 // e['scale']}x{720 // e['scale']}), model: "
-                  f"{e['source']}; calibration {e['calibration']} (PSNR vs float on calibration crops: "
+        what = (f"x{e['scale']}, quality only (--quick: nothing timed)" if e.get("quick") else
+                f"x{e['scale']} upscale to 1280x720 (input {1280 // e['scale']}x{720 // e['scale']})")
+        crops, size = e["calibration_crops"]
+        lines += [f"{what}, model: {e['source']}; calibration {e['calibration']} on {crops} crops of {size}² from "
+                  f"{', '.join(e['calibration_photos'])} (PSNR vs float on them: "
                   + ", ".join(f"{k} {v:.2f} dB" for k, v in e["psnr_vs_float_calib"].items()) + ").", "",
                   "| model | s / image | speed-up vs EDSR-fp32 (NCHW) | speed-up vs EDSR-fp32, faster layout "
-                  "| Y-PSNR held-out (dB) |", "|---|---:|---:|---:|---:|"]
+                  "| Y-PSNR scored photos (dB) |", "|---|---:|---:|---:|---:|"]
         for name, r in e["rows"].items():
             t = f"{r['seconds']:.2f}" if "seconds" in r else "–"
             sp = f"{r['speedup_vs_edsr_fp32']:.2f}×" if "seconds" in r else "–"
             sb = f"{r['speedup_vs_best_edsr_fp32']:.2f}×" if "seconds" in r else "–"
             ps = f"{r['y_psnr']:.2f}" if r.get("y_psnr") is not None else "–"
             lines.append(f"| {name} | {t} | {sp} | {sb} | {ps} |")
-        lines += ["", f"Y-PSNR loss of int8 vs fp32 AdderEDSR: {e['y_psnr_loss_int8_db']:.3f} dB "
-                      f"(held-out photos: {', '.join(VAL_PHOTOS)})."]
+        lines += ["", f"Y-PSNR loss of int8 vs fp32 AdderEDSR: {e['y_psnr_loss_int8_db']:.3f} dB.", "",
+                  f"Scored photos ({len(e['scored_photos'])}, outside the models' training, calibration and "
+                  f"selection): {', '.join(e['scored_photos'])}."]
+        if e["left_out_photos"]:
+            lines.append("Left out of scoring: " + "; ".join(f"{k} ({v})" for k, v in e["left_out_photos"].items())
+                         + ".")
         if "baseline_size_rows" in e:
             lines += ["", "Same timing at EDSR-baseline size (64 feats, 16 blocks; untrained weights, calibrated "
-                          "on the training photos: the speed does not depend on the weights):", "",
+                          "on the calibration crops: the speed does not depend on the weights):", "",
                       "| model (64/16) | s / image | speed-up vs EDSR-fp32 (NCHW) | speed-up vs EDSR-fp32, faster "
                       "layout |", "|---|---:|---:|---:|"]
             for name, r in e["baseline_size_rows"].items():
@@ -366,7 +399,18 @@ def main(argv=None) -> int:
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--json", default="bench_int8.json", help="output JSON (default bench_int8.json)")
+    p.add_argument("--score-dir", default=int8_photos.SCORE_DIR,
+                   help=f"photos scored, HR/ + LR_bicubic/X2/ (default {int8_photos.SCORE_DIR}); those the models "
+                        "were trained or validated on are left out")
+    p.add_argument("--calib-dir", default=int8_photos.CALIB_DIR,
+                   help=f"photos calibration crops come from (default {int8_photos.CALIB_DIR})")
+    p.add_argument("--calib-crops", type=int, default=32, help="calibration crops (default 32)")
+    p.add_argument("--calib-size", type=int, default=64, help="calibration crop size, LR pixels (default 64)")
+    p.add_argument("--quick", action="store_true",
+                   help="quality only: no timing, no torch.ao model, no layer benchmark (a smoke run)")
     args = p.parse_args(argv)
+    if args.calib_crops < 1 or args.calib_size < 8:
+        p.error("--calib-crops must be at least 1 and --calib-size at least 8")
     if bool(args.opt) != bool(args.model):
         p.error("--opt and --model go together")
     if bool(args.edsr_opt) != bool(args.edsr_model):
@@ -380,10 +424,16 @@ def main(argv=None) -> int:
             result["env"]["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    if not args.skip_layer:
-        result["layer"] = layer_bench(args.repeat)
-    if not args.skip_e2e:
-        result["e2e"] = end_to_end(args)
+    try:
+        if not args.skip_e2e:
+            select_photos(args)
+        if not args.skip_layer and not args.quick:
+            result["layer"] = layer_bench(args.repeat)
+        if not args.skip_e2e:
+            result["e2e"] = end_to_end(args)
+    except (int8_photos.PhotoSetError, LoadError, DatasetError) as exc:
+        print(f"bench_int8: error: {exc}", file=sys.stderr)
+        return 2
     result["env"]["loadavg_after"] = open("/proc/loadavg").read().split()[0]
     print(markdown(result))
     with open(args.json, "w") as f:

@@ -29,6 +29,7 @@ FLOORS = {
     "ops": 0, "checkpoint_io": 0, "pretrained": 0, "integration": 0, "registry": 0, "_version": 0,
     "nn": 1,
     "archs": 2, "models": 2, "quant": 2, "energy": 2, "data": 2, "scoring": 2, "inference": 2, "recipes": 2,
+    "onnx_export": 2,
     "__init__": 2,  # the package root: applies the integration, loads ops and registers archs/models
     "loading": 3,
     "cli": 4,

@@ -15,14 +15,11 @@ import argparse
 import os
 import sys
 
-from ..data.errors import DatasetError
-from .preflight import OptionError, preflight
-
 PROG = "basicsr"
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-opt", required=True, metavar="FILE", help="option YAML file")
+    parser.add_argument("-opt", "--opt", required=True, dest="opt", metavar="FILE", help="option YAML file")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
                         help="job launcher; 'pytorch' under torchrun (gloo on CPU, NCCL on GPUs)")
     parser.add_argument("--force_yml", nargs="+", default=None, metavar="K=V",
@@ -35,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train and test BasicSR models (with the AdderSR architectures of addersr-plugin). "
                     "Outputs go to experiments/, results/ and tb_logger/ under the current directory.",
-        epilog="Examples:\n  basicsr train -opt options/adder_edsr_x4.yml\n"
-               "  basicsr train -opt options/adder_edsr_x4.yml --auto_resume\n"
+        epilog="Examples:\n  basicsr train -opt options/train/AdderEDSR/train_AdderEDSR_x4.yml\n"
+               "  basicsr train -opt options/train/AdderEDSR/train_AdderEDSR_x4.yml --auto_resume\n"
                "  basicsr test -opt options/test/AdderEDSR/test_AdderEDSR_x4.yml\n"
                "  torchrun --nproc_per_node=2 -m addersr_plugin.train -opt FILE --launcher pytorch",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,6 +63,11 @@ def _basicsr_argv(args: argparse.Namespace) -> list[str]:
 def basicsr_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     is_train = args.command == "train"
+    from ..data.errors import DatasetError
+    from .addersr_cmd import load_plugin
+    from .preflight import OptionError, preflight
+
+    load_plugin()  # deferred by the console script until the arguments are parsed
     try:
         preflight(args.opt, args.force_yml, is_train)
     except (OptionError, DatasetError) as exc:

@@ -14,21 +14,25 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
-from ..energy.counter import BN_MODES, check_bn_mode
-from ..energy.errors import EnergyError, OptionFileError
-from ..energy.network import NetworkCount, count_network, parse_hr_size
-from ..loading import LoadError, option_scale, read_options
-from ..energy.report import comparison, comparison_text, conventions_text, network_text, per_layer_text, report_json
-from ..energy.rules import CONVENTIONS, check_convention
-from ..energy.table import PRECISIONS, energy_table
+if TYPE_CHECKING:
+    from ..energy.network import NetworkCount
 
 PROG = "addersr energy"
+# The choices the help text lists. The energy library (floor 2) imports torch, which --help must not
+# wait for, so they are spelled out here; tests/energy/test_energy_cli.py checks they are the
+# library's own (BN_MODES, CONVENTIONS, PRECISIONS). Every function imports what it uses.
+PRECISION_CHOICES = ("fp32", "fp16", "int32", "int8")
+BN_CHOICES = ("folded", "unfolded")
+CONVENTION_CHOICES = ("paper", "exact")
 
 
 def load_option_file(path: str) -> Dict[str, Any]:
     """Read a BasicSR option file (the one option loader, :func:`addersr_plugin.loading.read_options`)."""
+    from ..energy.errors import OptionFileError
+    from ..loading import LoadError, read_options
+
     try:
         opt = read_options(path)
     except LoadError as e:
@@ -40,6 +44,9 @@ def load_option_file(path: str) -> Dict[str, Any]:
 
 def network_scale(opt: Mapping[str, Any], where: str) -> int:
     """The upscaling factor (:func:`addersr_plugin.loading.option_scale`, as an energy error)."""
+    from ..energy.errors import OptionFileError
+    from ..loading import LoadError, option_scale
+
     try:
         return option_scale(opt, where)
     except LoadError as e:
@@ -49,6 +56,8 @@ def network_scale(opt: Mapping[str, Any], where: str) -> int:
 def parse_override(text: str) -> Tuple[str, Any]:
     """``"power_act=false"`` -> ("power_act", False); the value is read as YAML, like the option file."""
     import yaml
+
+    from ..energy.errors import OptionFileError
 
     key, sep, value = text.partition("=") if isinstance(text, str) else ("", "", "")
     if not sep or not key.strip() or key.strip() == "type":
@@ -62,6 +71,8 @@ def parse_override(text: str) -> Tuple[str, Any]:
 def count_option_file(path: str, hr_size: Tuple[int, int], *, convention: str = "paper", bn: str = "folded",
                       overrides: Optional[List[str]] = None) -> NetworkCount:
     """Count the ``network_g`` of the option file at ``path``, with ``KEY=VALUE`` overrides applied."""
+    from ..energy.network import count_network
+
     opt = load_option_file(path)
     pairs = [parse_override(o) for o in overrides or []]
     opt["network_g"].update(pairs)
@@ -77,16 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Count the multiplications, additions and energy of an option file's network_g for one "
                     "image, without running real compute (meta device), and compare an adder network with its CNN.")
-    parser.add_argument("-opt", required=True, metavar="FILE", help="BasicSR option file (the adder network)")
+    parser.add_argument("-opt", "--opt", required=True, dest="opt", metavar="FILE",
+                        help="BasicSR option file (the adder network)")
     parser.add_argument("--vs", metavar="CNN.yml", help="option file of the network to compare against")
     parser.add_argument("--hr-size", default="1280x720", metavar="WxH",
                         help="output (HR) size; the LR input is this divided by the scale (default 1280x720)")
     parser.add_argument("--precision", default="fp32", metavar="P",
-                        help=f"arithmetic precision for the energy table: {', '.join(PRECISIONS)} (default fp32)")
+                        help=f"arithmetic precision for the energy table: {', '.join(PRECISION_CHOICES)} (default fp32)")
     parser.add_argument("--bn", default="folded", metavar="MODE",
-                        help=f"batch norm pricing: {', '.join(BN_MODES)} (default folded, i.e. inference)")
+                        help=f"batch norm pricing: {', '.join(BN_CHOICES)} (default folded, i.e. inference)")
     parser.add_argument("--convention", default="paper", metavar="C",
-                        help=f"dot-product counting: {', '.join(CONVENTIONS)} (default paper: MAC = 1 mul + 1 add, "
+                        help=f"dot-product counting: {', '.join(CONVENTION_CHOICES)} (default paper: MAC = 1 mul + 1 add, "
                              "adder MAC = 2 adds)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override network_g.KEY of -opt (value read as YAML), e.g. --set power_act=false; "
@@ -99,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, out=None) -> None:
+    from ..energy.counter import check_bn_mode
+    from ..energy.errors import OptionFileError
+    from ..energy.network import parse_hr_size
+    from ..energy.report import comparison, comparison_text, conventions_text, network_text, per_layer_text, report_json
+    from ..energy.rules import check_convention
+    from ..energy.table import energy_table
+
     out = sys.stdout if out is None else out
     table = energy_table(args.precision)
     check_convention(args.convention)
@@ -144,6 +163,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2), already printed by argparse
         return int(e.code or 0)
+    from ..energy.errors import EnergyError
+
     try:
         run(args)
     except EnergyError as e:

@@ -15,6 +15,25 @@ from ..loading import LoadError, check_network, read_options
 OptionError = LoadError
 
 
+# Keys of train.optim_g that AdderSRModel reads itself; every other one goes to the optimizer.
+_MODEL_KEYS = ("type", "lr", "adder_lr_mult")
+
+
+def check_optimizer_keys(optim_g: dict, optimizer: type, path: str) -> None:
+    """Every key of ``optim_g`` is one the optimizer takes: switching Adam -> SGD with
+    ``--force_yml train:optim_g:type=SGD`` leaves Adam's ``betas``, which SGD would reject with a
+    TypeError deep in basicsr's start-up."""
+    import inspect
+
+    accepted = set(inspect.signature(optimizer).parameters) - {"params"}
+    extra = [k for k in optim_g if k not in _MODEL_KEYS and k not in accepted]
+    if extra:
+        keys = ", ".join(repr(k) for k in extra)
+        raise OptionError(f"{path}: train.optim_g has {keys}, which {optimizer.__name__} does not take (it takes "
+                          f"{', '.join(sorted(accepted - {'lr'}))}); remove {'them' if len(extra) > 1 else 'it'} from "
+                          "the option file (--force_yml can change a value but not delete a key)")
+
+
 def check_runtime(opt: dict, path: str, is_train: bool) -> None:
     import torch
 
@@ -36,6 +55,8 @@ def check_runtime(opt: dict, path: str, is_train: bool) -> None:
             if opt.get("network_t") and (not teacher or not os.path.isfile(os.path.expanduser(teacher))):
                 raise OptionError(f"{path}: network_t is set but path.pretrain_network_t is missing or does not "
                                   f"exist: {teacher}")
+            if optim is not None:
+                check_optimizer_keys(opt["train"]["optim_g"], OPTIMIZERS[optim], path)
         elif optim is not None and optim != "Adam":
             raise OptionError(f"{path}: train.optim_g.type {optim!r} is not supported by basicsr 1.4.2's "
                               "SRModel (only Adam); model_type: AdderSRModel also takes AdamW and SGD")

@@ -11,11 +11,13 @@ The whole ``<name>`` folder is written under a temporary name and renamed when c
 from __future__ import annotations
 
 import os
+import sys
 
 from tqdm import tqdm
 
 from .errors import DatasetError
-from .images import StagingDir, bicubic_downscale, modcrop, read_image, scan_images, unique_keys, write_png
+from .images import (OutputFolder, StagingDir, bicubic_downscale, min_side, modcrop, read_image_alpha, scan_images,
+                     unique_keys, write_png)
 
 KNOWN_SETS = ("Set5", "Set14", "B100", "Urban100")
 
@@ -30,18 +32,26 @@ def prepare_benchmark(hr_dir: str, out_root: str, name: str, scales: list[int] =
     names = scan_images(hr_dir)
     stems = unique_keys(names)
     target = os.path.join(out_root, name)
-    os.makedirs(out_root, exist_ok=True)
-    with StagingDir(target) as staging:
+    smallest = min_side(scales[-1])
+    dropped_alpha = []
+    with OutputFolder(out_root), StagingDir(target) as staging:
         os.makedirs(os.path.join(staging, "HR"))
         for s in scales:
             os.makedirs(os.path.join(staging, "LR_bicubic", f"X{s}"))
-        for file_name, stem in tqdm(list(zip(names, stems)), unit="image", desc=name):
-            hr = read_image(os.path.join(hr_dir, file_name))
+        # disable=None: a bar on a terminal, nothing in logs and pipes
+        for file_name, stem in tqdm(list(zip(names, stems)), unit="image", desc=name, disable=None):
+            hr, alpha = read_image_alpha(os.path.join(hr_dir, file_name))
+            if alpha is not None:
+                dropped_alpha.append(file_name)
+            if min(hr.shape[:2]) < smallest:
+                raise DatasetError(f"{os.path.join(hr_dir, file_name)} is {hr.shape[1]}x{hr.shape[0]}: too small for "
+                                   f"x{scales[-1]}; a benchmark image needs at least {smallest} pixels on each side "
+                                   f"(an LR image of 2 pixels)")
             write_png(os.path.join(staging, "HR", f"{stem}.png"), hr)
             for s in scales:
-                cropped = modcrop(hr, s)
-                if cropped.shape[0] == 0 or cropped.shape[1] == 0:
-                    raise DatasetError(f"{file_name} is smaller than the scale {s}")
-                lr = bicubic_downscale(cropped, s)
+                lr = bicubic_downscale(modcrop(hr, s), s)
                 write_png(os.path.join(staging, "LR_bicubic", f"X{s}", f"{stem}.png"), lr)
+    if dropped_alpha:  # SR is scored on colour: the transparency is not part of a benchmark image
+        print(f"note: {len(dropped_alpha)} image(s) had an alpha channel, which the benchmark set leaves out "
+              f"(HR and LR are RGB): {', '.join(dropped_alpha)}", file=sys.stderr)
     return target

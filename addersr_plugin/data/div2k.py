@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 from functools import partial
 from multiprocessing import Pool
 
 from tqdm import tqdm
 
 from .errors import DatasetError
-from .images import bicubic_downscale, crop_positions, modcrop, read_image, scan_images, write_png
+from .images import OutputFolder, bicubic_downscale, crop_positions, modcrop, read_image, scan_images, write_png
 from .lmdb_build import build_lmdb, check_lmdb
 
 HR_LMDB = "DIV2K_train_HR_sub.lmdb"
@@ -42,13 +43,26 @@ def _lr_source(lr_root: str | None, stem: str, scale: int) -> str | None:
     return path
 
 
-def _extract_one(name: str, *, hr_dir, lr_root, staging, scales, crop, step, write_hr) -> int:
+def check_crop_step(crop: int, step: int, scales: list[int]) -> None:
+    """``--crop`` and ``--step``: positive, multiples of every scale."""
+    for flag, value in (("--crop", crop), ("--step", step)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DatasetError(f"{flag} must be a positive integer, got {value!r}")
+    for s in scales:
+        if crop % s or step % s:
+            raise DatasetError(f"crop {crop} and step {step} must be multiples of scale {s}")
+
+
+def _extract_one(name: str, *, hr_dir, lr_root, staging, scales, crop, step, write_hr) -> tuple:
+    """Write the sub-images of one HR image; returns (their count, the image's WxH)."""
     stem = os.path.splitext(name)[0]
     hr = read_image(os.path.join(hr_dir, name))
     h, w = hr.shape[:2]
     align = _align(scales)
     tops = crop_positions(h, crop, step, align)
     lefts = crop_positions(w, crop, step, align)
+    if not tops or not lefts:  # smaller than one crop: reported by the caller
+        return 0, (w, h)
     lrs = {}
     for s in scales:
         src = _lr_source(lr_root, stem, s)
@@ -71,7 +85,7 @@ def _extract_one(name: str, *, hr_dir, lr_root, staging, scales, crop, step, wri
             for s in scales:
                 t, l, c = top // s, left // s, crop // s
                 write_png(os.path.join(staging, f"X{s}", key), lrs[s][t:t + c, l:l + c])
-    return index
+    return index, (w, h)
 
 
 def prepare_div2k(
@@ -92,9 +106,9 @@ def prepare_div2k(
     scales = sorted(set(int(s) for s in scales))
     if not scales or any(s < 2 for s in scales):
         raise DatasetError(f"scales must be integers >= 2, got {scales}")
-    for s in scales:
-        if crop % s or step % s:
-            raise DatasetError(f"crop {crop} and step {step} must be multiples of scale {s}")
+    check_crop_step(crop, step, scales)
+    if workers < 1:
+        raise DatasetError(f"--workers must be a positive integer, got {workers}")
     names = scan_images(hr_dir)
     hr_lmdb = os.path.join(out_dir, HR_LMDB)
     lr_lmdbs = {s: os.path.join(out_dir, LR_LMDB.format(scale=s)) for s in scales}
@@ -106,40 +120,54 @@ def prepare_div2k(
         check_lmdb(hr_lmdb)
         print(f"Keeping existing {hr_lmdb}")
 
-    os.makedirs(out_dir, exist_ok=True)
     staging_root = os.path.join(out_dir, ".div2k_sub.partial")
-    shutil.rmtree(staging_root, ignore_errors=True)
-    for sub in (["HR"] if write_hr else []) + [f"X{s}" for s in scales]:
-        os.makedirs(os.path.join(staging_root, sub))
-    try:
-        job = partial(
-            _extract_one, hr_dir=hr_dir, lr_root=lr_root, staging=staging_root,
-            scales=scales, crop=crop, step=step, write_hr=write_hr,
-        )
-        total = 0
-        with tqdm(total=len(names), unit="image", desc="Extract sub-images") as bar:
-            if workers > 1:
-                with Pool(workers) as pool:
-                    for n in pool.imap_unordered(job, names):
-                        total += n
-                        bar.update(1)
-            else:
-                for name in names:
-                    total += job(name)
-                    bar.update(1)
-        if total == 0:
-            raise DatasetError(f"no {crop}x{crop} crop fits in any image of {hr_dir}")
-        if write_hr:
-            build_lmdb(os.path.join(staging_root, "HR"), hr_lmdb)
-        else:
-            _same_keys(hr_lmdb, os.path.join(staging_root, f"X{scales[0]}"))
-        for s in scales:
-            build_lmdb(os.path.join(staging_root, f"X{s}"), lr_lmdbs[s])
-    finally:
+    with OutputFolder(out_dir):
         shutil.rmtree(staging_root, ignore_errors=True)
+        for sub in (["HR"] if write_hr else []) + [f"X{s}" for s in scales]:
+            os.makedirs(os.path.join(staging_root, sub))
+        try:
+            _extract_and_pack(names, hr_dir, lr_root, staging_root, scales, crop, step, write_hr, workers,
+                              hr_lmdb, lr_lmdbs)
+        finally:
+            shutil.rmtree(staging_root, ignore_errors=True)
     result = {"HR": hr_lmdb}
     result.update({f"X{s}": p for s, p in lr_lmdbs.items()})
     return result
+
+
+def _extract_and_pack(names, hr_dir, lr_root, staging_root, scales, crop, step, write_hr, workers, hr_lmdb,
+                      lr_lmdbs) -> None:
+    job = partial(
+        _extract_one, hr_dir=hr_dir, lr_root=lr_root, staging=staging_root,
+        scales=scales, crop=crop, step=step, write_hr=write_hr,
+    )
+    total, skipped = 0, []
+    # disable=None: a bar on a terminal, nothing in logs and pipes
+    with tqdm(total=len(names), unit="image", desc="Extract sub-images", disable=None) as bar:
+        if workers > 1:
+            with Pool(workers) as pool:
+                done = pool.imap(job, names)  # in order, so skipped images are listed by name
+                for name, (n, size) in zip(names, done):
+                    total += n
+                    skipped += [(name, size)] if n == 0 else []
+                    bar.update(1)
+        else:
+            for name in names:
+                n, size = job(name)
+                total += n
+                skipped += [(name, size)] if n == 0 else []
+                bar.update(1)
+    if total == 0:
+        raise DatasetError(f"no {crop}x{crop} crop fits in any image of {hr_dir} (use a smaller --crop)")
+    if skipped:
+        print(f"warning: {len(skipped)} image(s) smaller than --crop {crop} gave no sub-image and were left out: "
+              + ", ".join(f"{n} ({w}x{h})" for n, (w, h) in skipped), file=sys.stderr, flush=True)
+    if write_hr:
+        build_lmdb(os.path.join(staging_root, "HR"), hr_lmdb)
+    else:
+        _same_keys(hr_lmdb, os.path.join(staging_root, f"X{scales[0]}"))
+    for s in scales:
+        build_lmdb(os.path.join(staging_root, f"X{s}"), lr_lmdbs[s])
 
 
 def _same_keys(hr_lmdb: str, lr_dir: str) -> None:
@@ -152,4 +180,4 @@ def _same_keys(hr_lmdb: str, lr_dir: str) -> None:
         )
 
 
-__all__ = ["prepare_div2k", "HR_LMDB", "LR_LMDB"]
+__all__ = ["prepare_div2k", "check_crop_step", "HR_LMDB", "LR_LMDB"]

@@ -31,18 +31,45 @@ def scan_images(folder: str) -> list[str]:
     return names
 
 
-def read_image(path: str) -> np.ndarray:
-    """Read an image as uint8 HWC BGR (grey images get one channel); clear error if unreadable."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+def _decode(path: str) -> np.ndarray | None:
+    """``cv2.imdecode`` of the file's bytes with OpenCV's own logging off: a corrupt file is reported
+    once, by the caller, not also as OpenCV's raw ``[ WARN:0@1.9] global grfmt_png.cpp ...`` lines."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def read_image_alpha(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(uint8 HWC BGR image, its H×W alpha channel or None); grey images get one channel; a clear
+    error if the file is missing, corrupt or not 8-bit."""
+    if not os.path.isfile(path):
+        raise DatasetError(f"cannot read image (missing): {path}")
+    img = _decode(path)
     if img is None:
-        raise DatasetError(f"cannot read image (missing or corrupt): {path}")
+        raise DatasetError(f"cannot read image (corrupt or not an image): {path}")
     if img.dtype != np.uint8:
         raise DatasetError(f"only 8-bit images are supported, got {img.dtype}: {path}")
     if img.ndim == 2:
         img = img[:, :, None]
-    if img.shape[2] == 4:  # drop alpha: SR models here are RGB
-        img = img[:, :, :3]
-    return np.ascontiguousarray(img)
+    alpha = None
+    if img.shape[2] == 4:  # SR models here are RGB: the alpha is handled (or dropped) by the caller
+        img, alpha = img[:, :, :3], np.ascontiguousarray(img[:, :, 3])
+    elif img.shape[2] == 2:  # grey + alpha
+        img, alpha = img[:, :, :1], np.ascontiguousarray(img[:, :, 1])
+    return np.ascontiguousarray(img), alpha
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image as uint8 HWC BGR (grey images get one channel, alpha is dropped: use
+    :func:`read_image_alpha` to keep it); clear error if unreadable."""
+    return read_image_alpha(path)[0]
 
 
 def write_png(path: str, img: np.ndarray) -> None:
@@ -56,6 +83,12 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
+def min_side(scale: int) -> int:
+    """The smallest HR side MATLAB bicubic can reduce by ``scale``: an LR image of 2 pixels
+    (basicsr's ``imresize`` fails on a 1-pixel one)."""
+    return 2 * scale
+
+
 def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB ``imresize(img, 1/scale, 'bicubic')`` (antialiased) of a modcropped uint8 image."""
     from basicsr.utils.matlab_functions import imresize
@@ -63,6 +96,9 @@ def bicubic_downscale(img: np.ndarray, scale: int) -> np.ndarray:
     h, w = img.shape[:2]
     if h % scale or w % scale:
         raise DatasetError(f"image {h}x{w} is not a multiple of scale {scale}; modcrop it first")
+    if min(h, w) < min_side(scale):
+        raise DatasetError(f"image {w}x{h} is too small for x{scale}: MATLAB bicubic needs at least "
+                           f"{min_side(scale)} pixels on each side")
     lr = imresize(img.astype(np.float32) / 255.0, 1.0 / scale)
     lr = np.clip(np.rint(lr * 255.0), 0, 255).astype(np.uint8)
     if lr.ndim == 2:
@@ -116,10 +152,41 @@ class StagingDir:
 
 def unique_keys(names: Iterable[str]) -> list[str]:
     """LMDB keys (file stems) for ``names``; they must be ASCII and unique."""
+    names = list(names)
     keys = [os.path.splitext(n)[0] for n in names]
     for key in keys:
         if not key.isascii() or " " in key:
             raise DatasetError(f"image names must be ASCII without spaces for LMDB keys: {key!r}")
-    if len(set(keys)) != len(keys):
-        raise DatasetError("two images share the same name stem (e.g. a.png and a.jpg)")
+    first = {}
+    for name, key in zip(names, keys):
+        if key in first:
+            raise DatasetError(f"two images share the name stem {key!r}: {first[key]} and {name}; rename one")
+        first[key] = name
     return keys
+
+
+class OutputFolder:
+    """``os.makedirs(path)`` that is undone when the block fails: the folders this run created are
+    removed again if they are still empty, so a failed run leaves no empty ``--out`` behind."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.created: list[str] = []
+
+    def __enter__(self) -> str:
+        missing, p = [], self.path
+        while not os.path.exists(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        os.makedirs(self.path, exist_ok=True)
+        self.created = missing  # deepest first
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            return
+        for p in self.created:
+            try:
+                os.rmdir(p)  # only if empty
+            except OSError:
+                break

@@ -6,7 +6,9 @@ for the photographs that ship inside scikit-image. For every photo it
 
 1. reduces JPEG photos by an integer factor (``--reduce``, default 4) with MATLAB bicubic:
    a 4× reduction averages away JPEG block artefacts and sensor noise, so the HR images are
-   clean the way DIV2K's are; lossless photos (PNG, TIFF) are kept at their size;
+   clean the way DIV2K's are; lossless photos (PNG, TIFF) are kept at their size. Every photo
+   must then be at least ``--crop`` pixels on its shorter side (a smaller training photo would
+   give no sub-image); the error says which ``--reduce`` would fit;
 2. assigns the **whole photo** to train, held-out (validation) or test: ``--holdout-per-source N``
    photos of every source (a deterministic choice, stable across runs) or the photos named with
    ``--holdout NAME`` are held out for validation (what choices may look at); the photos named
@@ -37,7 +39,7 @@ import shutil
 
 import numpy as np
 
-from .div2k import prepare_div2k
+from .div2k import check_crop_step, prepare_div2k
 from .errors import DatasetError
 from .images import IMAGE_EXTENSIONS, bicubic_downscale, modcrop, read_image, scan_images, write_png
 
@@ -52,7 +54,6 @@ PACKAGED_SOURCES = (SKIMAGE_SOURCE, MATPLOTLIB_SOURCE)
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 MANIFEST = "manifest.json"
-MIN_SIDE = 96  # a reduced photo smaller than this teaches little and is refused
 
 
 # BasicSR's LMDB datasets cut a key at its first '.' (``meta_info.txt`` parsing), so keys
@@ -102,10 +103,23 @@ def list_photos(src: str) -> list[tuple[str, str, bool]]:
         return [(name, name, True) for name in MATPLOTLIB_PHOTOS]
     names = scan_images(src)
     photos = [(_photo_key(n), os.path.join(src, n), n.lower().endswith(LOSSY_EXTENSIONS)) for n in names]
-    keys = [k for k, _, _ in photos]
-    if len(set(keys)) != len(keys):
-        raise DatasetError(f"two photos in {src} share a name stem; rename one")
+    first = {}
+    for name, (key, _, _) in zip(names, photos):
+        if key in first:
+            raise DatasetError(f"two photos in {src} share the key {key!r}: {first[key]} and {name}; rename one")
+        first[key] = name
     return photos
+
+
+def _too_small(path: str, original: tuple, factor: int, reduce: int, crop: int, source: str) -> str:
+    """Why a photo that is smaller than ``crop`` after reduction is refused, and what would fit."""
+    h, w = original
+    shown = f"{w}x{h}" if factor == 1 else f"{w // factor}x{h // factor} after reduction x{factor}"
+    text = f"{path}: {shown} is smaller than --crop {crop} (every photo must hold one --crop sub-image)"
+    fits = [f for f in range(factor - 1, 0, -1) if min(h, w) // f >= crop]
+    if factor > 1 and fits and source not in PACKAGED_SOURCES and factor == reduce:
+        return f"{text}; use --reduce {fits[0]} or a smaller --crop"
+    return f"{text}; use a smaller --crop (at most {min(h, w) // factor}) or leave the photo out"
 
 
 def choose_holdout(keys: list[str], count: int) -> list[str]:
@@ -144,6 +158,7 @@ def prepare_photos(
         raise DatasetError(f"--reduce must be a positive integer, got {reduce}")
     if holdout_per_source < 0:
         raise DatasetError(f"--holdout-per-source must be >= 0, got {holdout_per_source}")
+    check_crop_step(crop, step, scales)
     test_sources = list(test_sources or [])
     if not sources:
         raise DatasetError("give at least one photo folder (or 'skimage')")
@@ -201,10 +216,9 @@ def prepare_photos(
             if img.shape[2] != 3:
                 raise DatasetError(f"{path}: only RGB photos are supported (got {img.shape[2]} channels)")
             factor = MATPLOTLIB_PHOTOS[key] if source == MATPLOTLIB_SOURCE else reduce if lossy else 1
+            if min(img.shape[:2]) // factor < crop:
+                raise DatasetError(_too_small(path, img.shape[:2], factor, reduce, crop, source))
             small = reduce_photo(img, factor)
-            if min(small.shape[:2]) < MIN_SIDE:
-                raise DatasetError(f"{path}: {small.shape[1]}x{small.shape[0]} after reduction ×{factor} "
-                                   f"is below {MIN_SIDE} px; use a smaller --reduce")
             name = f"{source}_{key}.png"
             print(f"[{i}/{len(plan)}] {source}/{key}: {img.shape[1]}x{img.shape[0]} /{factor} -> "
                   f"{small.shape[1]}x{small.shape[0]} ({split})", flush=True)

@@ -43,6 +43,12 @@ to stop the run:
   max_rollbacks: 3}`` (off by default): a CPU copy of the best-PSNR weights (net_g, net_g_ema,
   optimizer) is restored when validation PSNR falls more than ``drop_db`` below the best, and
   the learning rates are multiplied by ``lr_factor`` for good.
+
+Mixed precision (``models/amp.py``; docs/training.md "Mixed precision"): ``use_amp: true`` trains
+under ``torch.autocast``, in float16 (with a GradScaler) or, with ``amp_bf16: true``, bfloat16 (the
+only choice on the CPU); the names are traiNNer-redux's. Validation stays in float32. The gradients
+are unscaled before clipping and the non-finite check, and a step the GradScaler skips because its
+scaled float16 gradients overflowed is not a non-finite skip (``amp_skipped`` in the log).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from basicsr.utils import get_root_logger
 
 from ..checkpoint_io import LoadError, checkpoint_state, read_checkpoint, strict_load
 
+from .amp import MixedPrecision, parse_amp_options
 from .stability import (GradClipper, nonfinite, parse_options, restore_buffers, scale_learning_rates,
                         snapshot_buffers, to_cpu)
 
@@ -96,6 +103,7 @@ class AdderSRModel(SRModel):
     def init_training_settings(self):
         train_opt = self.opt["train"]
         self._init_stability(parse_options(train_opt))
+        self.amp = MixedPrecision(self.device.type, parse_amp_options(train_opt, self.device))
         self.net_t = None
         if self.opt.get("network_t"):
             self.net_t = self._build_teacher()
@@ -257,19 +265,26 @@ class AdderSRModel(SRModel):
         if self._any_rank(bool(bad)):
             return self._skip_step(current_iter, f"non-finite values in the input ({'/'.join(bad) or 'another rank'})")
         buffers = snapshot_buffers(self.net_g)
-        self.output = self.net_g(self.lq)
-        l_total, loss_dict = self._losses()
+        with self.amp.autocast():  # the losses too: they read the autocast features of distillation
+            self.output = self.net_g(self.lq)
+            l_total, loss_dict = self._losses()
         finite = bool(torch.isfinite(l_total))
         if self._any_rank(not finite):
             where = "" if not finite else " on another rank"
             return self._skip_step(current_iter, f"the loss is {l_total.item()}{where} (input finite)", buffers,
                                    loss_dict)
-        l_total.backward()
+        self.amp.backward(l_total, self.optimizer_g)  # unscaled gradients from here on
         norm = self.grad_clipper.clip([p for p in self.net_g.parameters() if p.grad is not None])
         if not math.isfinite(norm):  # grads are all-reduced: every DDP rank sees the same norm
+            overflow = self.amp.overflowed()
+            self.amp.skip()
+            if overflow:  # the GradScaler's float16 overflow, not the training's: no skip counted
+                self.optimizer_g.zero_grad()  # the forward was finite: its BN statistics stay
+                self.log_dict = OrderedDict(self.log_dict, **self._counts())
+                return None
             return self._skip_step(current_iter, f"the gradient norm is {norm} (loss {l_total.item():.4g}, "
                                    "input finite)", buffers, loss_dict)
-        self.optimizer_g.step()
+        self.amp.step(self.optimizer_g)
         self._consecutive_skips = 0
         self.log_dict = self.reduce_loss_dict(loss_dict)
         self.log_dict.update(grad_norm=norm, **self._counts())
@@ -278,7 +293,8 @@ class AdderSRModel(SRModel):
 
     def _counts(self) -> dict:
         # Totals since the start (or resume): basicsr logs only every print_freq-th step's log_dict.
-        return {"l_skipped": float(self.skipped_steps), "clipped": float(self.grad_clipper.clipped)}
+        return {"l_skipped": float(self.skipped_steps), "clipped": float(self.grad_clipper.clipped),
+                **self.amp.log()}
 
     def _skip_step(self, current_iter, cause: str, buffers=None, loss_dict=None) -> None:
         if buffers is not None:
@@ -320,7 +336,7 @@ class AdderSRModel(SRModel):
             return
         state = torch.load(path, map_location="cpu", weights_only=False)
         state[STATE_KEY] = {"clip": self.grad_clipper.state_dict(), "skipped_steps": self.skipped_steps,
-                            "rollbacks": self.rollbacks}
+                            "rollbacks": self.rollbacks, "amp": self.amp.state_dict()}
         torch.save(state, path + ".tmp")  # a kill now leaves the complete file basicsr wrote
         os.replace(path + ".tmp", path)
 
@@ -330,6 +346,7 @@ class AdderSRModel(SRModel):
         if extra:
             self.grad_clipper.load_state_dict(extra["clip"])
             self.skipped_steps, self.rollbacks = int(extra["skipped_steps"]), int(extra["rollbacks"])
+            self.amp.load_state_dict(extra.get("amp") or {})  # absent before mixed precision existed
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)

@@ -82,10 +82,16 @@ def adder_conv2d(
 
     Returns:
         (N, Cout, Ho, Wo) contiguous tensor of ``input``'s dtype. fp16/bf16 accumulate in fp32.
+        Under ``torch.autocast`` (CPU or CUDA) the op runs in float32 and returns float32,
+        whatever the autocast dtype (:data:`AUTOCAST_DTYPE`; docs/adder_op.md, "Mixed precision").
 
     With both grad modes ``"sign"`` the backward is the true gradient (away from ties).
     No learning-rate scaling happens here; AdderNet's adaptive rate lives in the layer.
     """
+    if isinstance(input, Tensor) and isinstance(weight, Tensor) and autocast_active(input.device.type):
+        # The checks must see what the op's autocast kernel will run on (float32), not the mix
+        # of autocast-dtype activations and float32 parameters that arrives here.
+        input, weight, bias = (_autocast_cast(t, input.device.type) for t in (input, weight, bias))
     stride, padding, dilation = check_args(input, weight, bias, stride, padding, dilation, groups,
                                            weight_grad, input_grad)
     return _ops.adder_conv2d(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad)
@@ -172,3 +178,34 @@ def _backward(ctx, grad):
 
 
 torch.library.register_autograd("addersr::adder_conv2d", _backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------- autocast
+
+#: The dtype ``addersr::adder_conv2d`` runs in under ``torch.autocast``, on the CPU and on CUDA.
+#: Not the autocast dtype: the output ``-Σ|X - W|`` is a large negative number with a small spread
+#: (the sum of Cin·kh·kw positive terms), which the BatchNorm after every adder layer subtracts. In
+#: bf16 (8 significant bits) the rounding of that sum is a sizeable part of the spread that BN keeps,
+#: and in fp16 the sum overflows (|Y| passes 65504 in AdderEDSR at 32 channels). Both kernels
+#: accumulate in fp32 anyway, so fp32 costs only the cast of the input. docs/adder_op.md has the
+#: measurements.
+AUTOCAST_DTYPE = torch.float32
+AUTOCAST_DEVICE_TYPES = tuple(d for d in ("cpu", "cuda") if torch.amp.is_autocast_available(d))
+
+
+def autocast_active(device_type: str) -> bool:
+    """True inside ``torch.autocast`` for ``device_type`` (where the op has an autocast rule)."""
+    return device_type in AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(device_type)
+
+
+def _autocast_cast(t: Optional[Tensor], device_type: str) -> Optional[Tensor]:
+    # torch.library.register_autocast's rule: floating tensors on the autocast device, float64 excepted.
+    if isinstance(t, Tensor) and t.is_floating_point() and t.device.type == device_type and t.dtype != torch.float64:
+        return t.to(AUTOCAST_DTYPE)
+    return t
+
+
+for _device_type in AUTOCAST_DEVICE_TYPES:
+    # The AutocastCPU / AutocastCUDA kernels: cast, then run the op with autocast off. The casts are
+    # differentiable (autograd sits below autocast), so gradients reach the parameters in their dtype.
+    torch.library.register_autocast("addersr::adder_conv2d", _device_type, AUTOCAST_DTYPE)

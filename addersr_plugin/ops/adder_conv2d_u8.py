@@ -150,6 +150,8 @@ def adder_conv2d_u8_affine(input: Tensor, weight: Tensor, scale: float, zero_poi
     are exactly those of :func:`adder_conv2d_u8`.
     ``residual`` (float32, the output's shape) is added after the affine and ``relu`` applied
     last, in the store: in float32, ``max(fma(Σ, out_scale, out_bias) + residual, 0)``.
+    Non-finite input (docs/int8.md): ±inf clamps to the grid's ends; an output whose window reads
+    a NaN is NaN (in every channel of its group, after ``residual`` and ``relu``), as in the float layer.
     """
     stride, padding, dilation = check_affine_args(input, weight, scale, zero_point, out_scale, out_bias, stride,
                                                   padding, dilation, groups, residual, relu)

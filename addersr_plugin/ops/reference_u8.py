@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .errors import AdderExtensionWarning
 from .geometry import output_size
-from .quantize import output_format, quantize_u8
+from .quantize import nan_outputs, output_format, quantize_u8
 
 # Largest |patch − weight| tensor (int64 elements) formed at once: 2M = 16 MiB.
 _CHUNK_ELEMENTS = 1 << 21
@@ -52,7 +52,8 @@ def reference_forward_u8(input, weight, zero_point, stride, padding, dilation, g
 def reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out_bias, stride, padding, dilation,
                                 groups, residual=None, relu=False) -> torch.Tensor:
     """``out_scale[c] · Σ|quantize(x) − w| + out_bias[c]`` in float32 (the sums exact), then
-    ``+ residual`` and ``max(·, 0)`` when asked, in that order (the kernel's epilogue)."""
+    ``+ residual`` and ``max(·, 0)`` when asked, in that order (the kernel's epilogue); NaN
+    wherever the window read a NaN input (docs/int8.md, as the kernel)."""
     sums = reference_forward_u8(quantize_u8(input, scale, zero_point), weight, zero_point, stride, padding,
                                 dilation, groups)
     # the affine rounded once, as the kernel's fma: exact in float64 (|Σ| < 2^24), then to float32
@@ -61,6 +62,9 @@ def reference_forward_u8_affine(input, weight, scale, zero_point, out_scale, out
         y = y + residual
     if relu:
         y = y.clamp_min(0)
+    if torch.isnan(input).any():  # after the ReLU: the float layer's NaN survives torch.relu
+        y = y.masked_fill(nan_outputs(input, weight.shape[2:], stride, padding, dilation, groups, weight.shape[0]),
+                          float("nan"))
     return y.contiguous(memory_format=output_format(input))
 
 

@@ -49,21 +49,24 @@ class LayerStats:
         return torch.cat(self.samples)
 
 
-def choose_grid(stats: LayerStats, method: str, percentile: float = 99.99) -> Grid:
+def choose_grid(stats: LayerStats, method: str, percentile: float = 99.99,
+                fallback: Tuple[float, float] = (0.0, 1.0)) -> Grid:
     """The layer's grid by ``method``: ``minmax`` (the observed range), ``percentile`` (the
     ``100 − p`` and ``p`` percentiles, outliers clamped), ``mse`` (the range, shrunk by a common
-    factor, with the least mean squared quantization error on the samples)."""
+    factor, with the least mean squared quantization error on the samples). A layer that saw
+    nothing but zeros gets the grid of ``fallback`` (``convert`` passes its weights' range;
+    :func:`~.grid.grid_for_range`)."""
     if method == "minmax":
-        return grid_for_range(stats.lo, stats.hi)
+        return grid_for_range(stats.lo, stats.hi, fallback)
     v = stats.values()
     if method == "percentile":
         q = torch.quantile(v[: 1 << 24].double(), torch.tensor([1 - percentile / 100, percentile / 100],
                                                                dtype=torch.float64))
-        return grid_for_range(float(q[0]), float(q[1]))
+        return grid_for_range(float(q[0]), float(q[1]), fallback)
     if method == "mse":
         best = None
         for f in torch.linspace(0.3, 1.0, 36).tolist():
-            grid = grid_for_range(stats.lo * f, stats.hi * f)
+            grid = grid_for_range(stats.lo * f, stats.hi * f, fallback)
             err = float((fake_quantize(v, grid) - v).square().mean())
             if best is None or err < best[0]:
                 best = (err, grid)
@@ -79,12 +82,28 @@ def _parent(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else ""
 
 
+def _nonfinite(x: Tensor) -> str:
+    nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+    return f"{nan} NaN and {inf} infinite of {x.numel()} values"
+
+
 @torch.no_grad()
-def collect(model: nn.Module, batches: Iterable[Tensor], seed: int = 0) -> Tuple[Dict[str, LayerStats], Dict[str, str]]:
+def collect(model: nn.Module, batches: Iterable[Tensor], seed: int = 0, progress=None,
+            outputs: Optional[List[Tensor]] = None) -> Tuple[Dict[str, LayerStats], Dict[str, str]]:
     """Run ``model`` (eval mode) on ``batches``; returns (input stats per adder layer name,
-    {adder layer name: name of the BatchNorm2d that can be folded into it})."""
+    {adder layer name: name of the BatchNorm2d that can be folded into it}). ``progress``: an
+    optional tqdm bar, advanced once per batch; ``outputs``: a list that receives the model's
+    output for each batch (the float references, so that no second float pass is needed).
+
+    Raises :class:`CalibrationError` naming the adder layer and the batch when a layer's input
+    holds a NaN or an infinity."""
     layers = adder_layers(model)
     if not layers:
+        from .layer import QuantAdderConv2d
+
+        if any(isinstance(m, QuantAdderConv2d) for m in model.modules()):
+            raise CalibrationError("the network is already quantized: it has integer adder layers "
+                                   "(QuantAdderConv2d) and no AdderConv2d layers to quantize")
         raise CalibrationError("the network has no AdderConv2d layers to quantize")
     bns = {name: m for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
     stats = {name: LayerStats() for name in layers}
@@ -93,8 +112,16 @@ def collect(model: nn.Module, batches: Iterable[Tensor], seed: int = 0) -> Tuple
     pairing: Dict[str, Optional[str]] = {}  # bn -> adder (None once it was fed anything else)
     handles = []
 
+    batch_no = 0  # 1-based number of the calibration batch being run, for messages
+
     def pre_adder(name):
         def hook(_module, args):
+            # A non-finite value would make the range (and every grid method) NaN or infinite.
+            if not bool(torch.isfinite(args[0]).all()):
+                raise CalibrationError(f"adder layer {name!r} saw non-finite input values on calibration batch "
+                                       f"{batch_no} ({_nonfinite(args[0])}; the batch itself holds "
+                                       f"{_nonfinite(current)}); calibrate on images the float network turns "
+                                       "into finite features")
             stats[name].update(args[0], gen)
         return hook
 
@@ -119,12 +146,15 @@ def collect(model: nn.Module, batches: Iterable[Tensor], seed: int = 0) -> Tuple
     was_training = model.training
     model.eval()
     try:
-        n = 0
-        for batch in batches:
-            model(batch)
+        for current in batches:
+            batch_no += 1
+            out = model(current)
+            if outputs is not None:
+                outputs.append(out)
             last_out.clear()
-            n += 1
-        if n == 0:
+            if progress is not None:
+                progress.update(1)
+        if batch_no == 0:
             raise CalibrationError("no calibration images")
     finally:
         for h in handles:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .calibrate import METHODS, CalibrationError, LayerStats, adder_layers, choose_grid, collect
 from .block import InferenceResidualBlock, InferenceShortcutBlock, replaceable, residual_replaceable
+from .grid import QMAX
 from .layer import QuantAdderConv2d
 from .power import replace_power_activations
 
@@ -28,7 +30,10 @@ def convert(model: nn.Module, stats: Dict[str, LayerStats], folds: Dict[str, str
     q = copy.deepcopy(model).eval()
     for name, layer in adder_layers(q).items():
         norm = q.get_submodule(folds[name]) if name in folds else None
-        _set_child(q, name, QuantAdderConv2d.from_float(layer, choose_grid(stats[name], method, percentile), norm))
+        # the weights' range: the grid of a layer that saw only zeros (grid_for_range)
+        w = layer.weight.detach()
+        grid = choose_grid(stats[name], method, percentile, (float(w.min()), float(w.max())))
+        _set_child(q, name, QuantAdderConv2d.from_float(layer, grid, norm))
         if norm is not None:
             _set_child(q, folds[name], nn.Identity())
     return replace_power_activations(q)
@@ -86,13 +91,45 @@ def psnr(a: Tensor, b: Tensor, peak: float = 1.0) -> float:
 
 
 @torch.inference_mode()
-def fidelity(qmodel: nn.Module, refs: Sequence[Tensor], batches: Sequence[Tensor]) -> float:
-    """Mean PSNR (dB, images in [0, 1]) of ``qmodel`` against the float outputs ``refs``."""
-    vals = [psnr(qmodel(x).clamp(0, 1), r.clamp(0, 1)) for x, r in zip(batches, refs)]
+def fidelity(qmodel: nn.Module, refs: Sequence[Tensor], batches: Sequence[Tensor], progress=None) -> float:
+    """Mean PSNR (dB, images in [0, 1]) of ``qmodel`` against the float outputs ``refs``;
+    ``progress``, an optional tqdm bar, advances once per batch."""
+    vals = []
+    for x, r in zip(batches, refs):
+        vals.append(psnr(qmodel(x).clamp(0, 1), r.clamp(0, 1)))
+        if progress is not None:
+            progress.update(1)
     return sum(vals) / len(vals)
 
 
-def quantize_model(model: nn.Module, calib: Sequence[Tensor], method: str = "auto", percentile: float = 99.99):
+@contextlib.contextmanager
+def clamp_counter(q: nn.Module) -> Iterator[Dict[str, float]]:
+    """While the block runs ``q``, count per integer adder layer the input values its quantizer
+    clamps: ``round(x / s) + z`` (the kernel's arithmetic) outside [0, 255], i.e. more than half a
+    step beyond the grid, where the error exceeds rounding. The yielded dict is filled with
+    {layer name: clamped fraction} when the block ends."""
+    counts = {name: [0, 0] for name, m in q.named_modules() if isinstance(m, QuantAdderConv2d)}
+
+    def hook(name):
+        def pre(module, args):
+            grid = module.input_grid
+            v = torch.round(args[0].float() / grid.scale).add_(grid.zero_point)
+            counts[name][0] += int(((v < 0) | (v > QMAX)).sum())
+            counts[name][1] += v.numel()
+        return pre
+
+    handles = [q.get_submodule(name).register_forward_pre_hook(hook(name)) for name in counts]
+    fractions: Dict[str, float] = {}
+    try:
+        yield fractions
+    finally:
+        for h in handles:
+            h.remove()
+    fractions.update({name: c / n if n else 0.0 for name, (c, n) in counts.items()})
+
+
+def quantize_model(model: nn.Module, calib: Sequence[Tensor], method: str = "auto", percentile: float = 99.99,
+                   progress: bool = False):
     """Quantize a trained float network's adder layers (Python API of ``addersr quantize``).
 
     Args:
@@ -101,27 +138,39 @@ def quantize_model(model: nn.Module, calib: Sequence[Tensor], method: str = "aut
         method: ``"minmax"``, ``"percentile"``, ``"mse"`` or ``"auto"`` (each, keep the one whose
             output is closest to the float network's on ``calib``).
         percentile: for ``"percentile"``.
+        progress: show tqdm progress bars on stderr (per calibration batch, then per batch of
+            each method tried).
 
     Returns:
-        (integer model, report dict: method, per-method PSNR vs float on ``calib``, folded BNs).
+        (integer model, report dict: method, per-method PSNR vs float on ``calib``, folded BNs,
+        ``clamped``: per adder layer the fraction of its input values on ``calib`` that the kept
+        grid clamps, see :func:`clamp_counter`).
     """
+    from tqdm import tqdm  # a basicsr dependency
+
     if method != "auto" and method not in METHODS:
         raise CalibrationError(f"unknown calibration method {method!r}; expected auto or one of {', '.join(METHODS)}")
     calib = list(calib)
     model = model.eval()
-    stats, folds = collect(model, calib)
-    with torch.inference_mode():
-        refs = [model(x) for x in calib]
+    refs: List[Tensor] = []
+    with tqdm(total=len(calib), desc="calibrating", unit="image", disable=not progress, leave=False) as bar:
+        stats, folds = collect(model, calib, progress=bar, outputs=refs)
     scores: Dict[str, float] = {}
     best: Optional[nn.Module] = None
-    for m in (METHODS if method == "auto" else (method,)):
-        q = convert(model, stats, folds, m, percentile)
-        fused = fuse_blocks(q, calib)
-        scores[m] = fidelity(q, refs, calib)
-        if best is None or scores[m] > scores[chosen]:
-            best, chosen, best_fused = q, m, fused
+    methods = METHODS if method == "auto" else (method,)
+    with tqdm(total=len(methods) * len(calib), desc=f"choosing {methods[0]} grids", unit="image",
+              disable=not progress, leave=False) as bar:
+        for m in methods:
+            bar.set_description(f"choosing {m} grids")  # mse's search over ranges takes a while
+            q = convert(model, stats, folds, m, percentile)
+            bar.set_description(f"trying {m}")
+            fused = fuse_blocks(q, calib)
+            with clamp_counter(q) as clamped:
+                scores[m] = fidelity(q, refs, calib, bar)
+            if best is None or scores[m] > scores[chosen]:
+                best, chosen, best_fused, best_clamped = q, m, fused, clamped
     report = {"method": chosen, "psnr_vs_float": scores, "percentile": percentile, "folded_norms": dict(folds),
-              "inplace_blocks": best_fused,
+              "inplace_blocks": best_fused, "clamped": best_clamped,
               "layers": sorted(stats), "calibration_batches": len(calib)}
     return channels_last(best), report
 

@@ -13,6 +13,7 @@ constant, exactly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -22,6 +23,7 @@ from torch import Tensor
 from ..ops.quantize import quantize_u8
 
 QMAX = 255
+_F32_TINY = float(torch.finfo(torch.float32).tiny)  # the smallest normal float32
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,28 @@ class Grid:
         return (QMAX - self.zero_point) * self.scale
 
 
-def grid_for_range(lo: float, hi: float) -> Grid:
-    """The grid that covers ``[min(lo, 0), max(hi, 0)]`` with 256 levels, 0 exactly on a level."""
+def _usable(lo: float, hi: float) -> bool:
+    """A range whose step is a normal float32 number: the kernel divides by the scale in float32,
+    so a smaller step would be a subnormal or 0 there."""
+    return math.isfinite(lo) and math.isfinite(hi) and (hi - lo) / QMAX >= _F32_TINY
+
+
+def grid_for_range(lo: float, hi: float, fallback: Tuple[float, float] = (0.0, 1.0)) -> Grid:
+    """The grid that covers ``[min(lo, 0), max(hi, 0)]`` with 256 levels, 0 exactly on a level.
+
+    A layer whose calibration input was all zeros has no range (``lo = hi = 0``): no data says
+    where the levels should go, and a width of 0 (or one whose step is not a normal float32) would
+    make a useless grid of scale ~0 that clamps every other input. It gets the grid of
+    ``fallback`` instead: calibration passes the layer's weight range, so its weights are on the
+    grid unclamped and any input within them is quantized like the weights; if that range is empty
+    too, [0, 1]. Non-finite bounds are refused (``ValueError``)."""
+    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+        raise ValueError(f"grid_for_range: the range must be finite, got [{lo}, {hi}]")
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if hi - lo <= 0:
-        hi = lo + 1e-8  # an all-zero input: any grid works
+    if not _usable(lo, hi):
+        lo, hi = min(float(fallback[0]), 0.0), max(float(fallback[1]), 0.0)
+        if not _usable(lo, hi):
+            lo, hi = 0.0, 1.0
     step = (hi - lo) / QMAX
     # A side that is not empty keeps at least one level beyond 0.
     zero_point = int(min(max(round(-lo / step), 1 if lo < 0 else 0), QMAX - 1 if hi > 0 else QMAX))

@@ -33,6 +33,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -43,6 +44,7 @@
 #endif
 
 #include "adder_conv2d_geometry.h"  // Geometry, conv_geometry (shared checks), num, shape_str
+#include "adder_conv2d_u8_input.h"  // Quantizer, Copy, pad_nhwc, propagate_nan
 
 namespace addersr {
 namespace {
@@ -274,81 +276,12 @@ bool cpu_has_avx512() { return false; }
 // ---------------------------------------------------------------------------
 // Packing
 
-// Quantization of the fused op's float input, the same arithmetic as
-// addersr_plugin.quant.grid.quantize: clamp(round_half_even(x / scale) + zp, 0, 255).
-// `run` converts a contiguous run (8 lanes at a time with AVX2: the same IEEE division,
-// rounding, addition and clamp as the scalar path, so the results are identical).
-struct Quantizer {
-  float scale;
-  float zp;
-  uint8_t operator()(float v) const {
-    const float q = std::nearbyint(v / scale) + zp;
-    return static_cast<uint8_t>(std::min(std::max(q, 0.0f), 255.0f));
-  }
-  void run(const float* __restrict s, uint8_t* __restrict d, int64_t n) const {
-    int64_t i = 0;
-#if defined(__AVX2__)
-    const __m256 vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zp);
-    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
-    for (; i + 8 <= n; i += 8) {
-      __m256 q = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(s + i), vs),
-                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, vz), lo), hi);
-      const __m256i qi = _mm256_cvtps_epi32(q);  // whole numbers in [0, 255]: exact
-      const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(d + i), _mm_packus_epi16(w16, w16));
-    }
-#endif
-    for (; i < n; ++i) d[i] = (*this)(s[i]);
-  }
-};
-struct Copy {
-  uint8_t operator()(uint8_t v) const { return v; }
-  void run(const uint8_t* s, uint8_t* d, int64_t n) const { std::memcpy(d, s, n); }
-};
-
-// The input as NHWC uint8 with `ph`/`pw` border pixels of value zp: xp[n][Hp][Wp][C]. One
-// pass, parallel over padded rows: channels_last input is read row by row, NCHW input is
-// transposed row by row (ATen's generic permuted copy of uint8 is several times slower);
-// `conv` turns each value into uint8 (a copy, or the fused op's quantization).
-template <typename T, typename Conv>
-at::Tensor pad_nhwc(const at::Tensor& input, const Geometry& g, int64_t zp, Conv conv) {
-  const int64_t C = g.Cin, H = g.H, W = g.W, Hp = H + 2 * g.ph, Wp = W + 2 * g.pw;
-  auto xp = at::empty({g.N, Hp, Wp, C}, input.options().dtype(at::kByte));
-  const bool cl = input.is_contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor x = cl ? input : input.contiguous();
-  const T* src = x.data_ptr<T>();
-  uint8_t* dst = xp.data_ptr<uint8_t>();
-  const uint8_t z = static_cast<uint8_t>(zp);
-  at::parallel_for(0, g.N * Hp, 16, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> rowbuf(std::is_same_v<T, uint8_t> || cl ? 0 : C * W);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / Hp, h = row % Hp - g.ph;
-      uint8_t* d = dst + row * Wp * C;
-      if (h < 0 || h >= H) {
-        std::memset(d, z, Wp * C);
-        continue;
-      }
-      std::memset(d, z, g.pw * C);
-      std::memset(d + (g.pw + W) * C, z, g.pw * C);
-      d += g.pw * C;
-      if (cl) {
-        conv.run(src + ((n * H + h) * W) * C, d, W * C);
-      } else if constexpr (std::is_same_v<T, uint8_t>) {
-        const T* s = src + n * C * H * W + h * W;
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t w = 0; w < W; ++w) d[w * C + c] = s[c * H * W + w];
-      } else {
-        // Quantize each channel's row contiguously (vectorised), then transpose the bytes.
-        const T* s = src + n * C * H * W + h * W;
-        for (int64_t c = 0; c < C; ++c) conv.run(s + c * H * W, rowbuf.data() + c * W, W);
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t w = 0; w < W; ++w) d[w * C + c] = rowbuf[c * W + w];
-      }
-    }
-  });
-  return xp;
-}
+// Quantizer, Copy, pad_nhwc (the padded NHWC input) and propagate_nan (NaN input of the fused op):
+// in adder_conv2d_u8_input.h.
+using u8_input::Copy;
+using u8_input::pad_nhwc;
+using u8_input::propagate_nan;
+using u8_input::Quantizer;
 
 // One group's weights (Cout/g, Cin/g, kh, kw) -> rows of Kp bytes, tap order (i, j, ci),
 // zero past K; rows rounded up to the tile's mr with zero rows (their sums are discarded).
@@ -463,7 +396,8 @@ at::Tensor adder_conv2d_u8_cpu(const at::Tensor& input, const at::Tensor& weight
   const at::MemoryFormat fmt = output_format(input);
   auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().dtype(at::kInt).memory_format(fmt));
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
-  const at::Tensor xp = pad_nhwc<uint8_t>(input, g, zero_point, Copy{});
+  bool saw_nan = false;  // uint8 input: never set
+  const at::Tensor xp = pad_nhwc<uint8_t>(input, g, zero_point, Copy{}, &saw_nan);
   run(xp, weight, g, y.data_ptr<int32_t>(), sizeof(int32_t), Epilogue{}, fmt == at::MemoryFormat::ChannelsLast);
   return y;
 }
@@ -497,7 +431,8 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
   }
   auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().memory_format(fmt));
   if (g.N == 0 || g.Cout == 0 || g.L() == 0) return y;
-  const at::Tensor xp = pad_nhwc<float>(input, g, zero_point, Quantizer{float(scale), float(zero_point)});
+  bool saw_nan = false;
+  const at::Tensor xp = pad_nhwc<float>(input, g, zero_point, Quantizer{float(scale), float(zero_point)}, &saw_nan);
   const at::Tensor a = out_scale.contiguous(), b = out_bias.contiguous();
   Epilogue e;
   e.alpha = a.data_ptr<float>();
@@ -505,6 +440,7 @@ at::Tensor adder_conv2d_u8_affine_cpu(const at::Tensor& input, const at::Tensor&
   e.res = res.defined() ? res.data_ptr<float>() : nullptr;
   e.relu = relu;
   run(xp, weight, g, y.data_ptr<float>(), sizeof(float), e, fmt == at::MemoryFormat::ChannelsLast);
+  if (saw_nan) propagate_nan(input, g, y);
   return y;
 }
 

@@ -233,3 +233,27 @@ def test_adder_edsr_default_is_the_study_recipe():
     paper = AdderEDSR(**TINY_EDSR, image_skip=False, dc_free_head=False, power_act=True)
     assert not paper.image_skip and type(paper.conv_first) is nn.Conv2d
     assert _count(paper, PowerActivation) == 2 * TINY_EDSR["num_block"] + 1  # one per adder unit
+
+
+def test_dc_free_head_is_blind_to_flat_colour():
+    """The DC-free head, numerically (not by its class): every filter that forward applies sums to
+    zero over its taps, so flat images of any colour give identical features (the bias) away from
+    the zero-padded border. The paper's plain head, the positive control, sees the colour."""
+    torch.manual_seed(0)
+    net = AdderEDSR(**TINY_EDSR).double().eval()
+    paper = AdderEDSR(**TINY_EDSR, image_skip=False, dc_free_head=False).double().eval()
+    head, cin = net.conv_first, TINY_EDSR["num_in_ch"]
+    with torch.no_grad():
+        for ci in range(cin):
+            # a unit image on input channel ci: the centre output is bias + Σ_taps w[:, ci]
+            x = torch.zeros(1, cin, 3, 3, dtype=torch.float64)
+            x[:, ci] = 1
+            tap_sums = head(x)[0, :, 1, 1] - head.bias
+            assert tap_sums.abs().max() < 1e-12
+            assert head.weight[:, ci].sum((1, 2)).abs().min() > 1e-4  # the stored weights do not: forward does it
+        colours = torch.rand(6, cin, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        flat = colours.expand(6, cin, 7, 7)
+        feats = head(net.mean_shift.normalize(flat))[..., 1:-1, 1:-1]
+        assert torch.allclose(feats, head.bias.view(1, -1, 1, 1).expand_as(feats), rtol=0, atol=1e-9)
+        plain = paper.conv_first(paper.mean_shift.normalize(flat))[..., 1:-1, 1:-1]
+        assert (plain - plain[:1]).abs().amax() > 1.0  # different colours, different features

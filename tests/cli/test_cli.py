@@ -129,6 +129,15 @@ def test_adder_sr_model_optimizer_and_teacher_checks(tmp_path, capsys, lmdbs):
         _train_error(tmp_path, capsys, opt)
 
 
+def test_switching_to_sgd_names_the_adam_keys_left_over(tmp_path, capsys, lmdbs):
+    opt = train_options(*lmdbs)
+    opt["model_type"] = "AdderSRModel"
+    err = _train_error(tmp_path, capsys, opt, "--force_yml", "train:optim_g:type=SGD")
+    assert "train.optim_g has 'betas', which SGD does not take (it takes dampening, " in err
+    assert "remove it from the option file (--force_yml can change a value but not delete a key)" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_num_gpu_on_a_cpu_machine(tmp_path, capsys, lmdbs):
     opt = train_options(*lmdbs, num_gpu=1)

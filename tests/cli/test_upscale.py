@@ -194,7 +194,7 @@ def test_upscale_command_on_a_real_photo(tmp_path, trained, capsys):
     in_dir = tmp_path / "in"
     in_dir.mkdir()
     cv2.imwrite(str(in_dir / "chelsea.png"), photo)
-    cv2.imwrite(str(in_dir / "grey.png"), photo[:40, :50, 0])  # grey input is upscaled as RGB
+    cv2.imwrite(str(in_dir / "grey.png"), photo[:40, :50, 0])  # grey input comes back grey
     out = tmp_path / "out"
     code = addersr_main(["upscale", "--opt", opt, "--model", ckpt, "--input", str(in_dir),
                          "--output", str(out), "--tile", "128", "--tile-pad", "8"])
@@ -202,7 +202,7 @@ def test_upscale_command_on_a_real_photo(tmp_path, trained, capsys):
     assert "Loaded 'params_ema' weights" in capsys.readouterr().out
     sr = cv2.imread(str(out / "chelsea_x2.png"))
     assert sr.shape == (600, 902, 3)
-    assert cv2.imread(str(out / "grey_x2.png")).shape == (80, 100, 3)
+    assert cv2.imread(str(out / "grey_x2.png"), cv2.IMREAD_UNCHANGED).shape == (80, 100)
     assert sorted(os.listdir(out)) == ["chelsea_x2.png", "grey_x2.png"]
 
 

@@ -175,7 +175,7 @@ def test_div2k_with_given_lr_checks_pairs(tmp_path):
     cv2.imwrite(str(lr_root / "X2" / "0001x2.png"), hr[:16, :16])  # a x3-sized image in X2/
     with pytest.raises(DatasetError, match="0001x2.png is 16x16 but HR 0001.png is 48x48: not a ×2 pair"):
         prepare_div2k(str(hr_dir), str(tmp_path / "out"), scales=[2], lr_root=str(lr_root), crop=48, step=24)
-    assert not [p for p in os.listdir(tmp_path / "out") if p.endswith(".lmdb")]
+    assert not (tmp_path / "out").exists()  # no LMDB, and not the empty folder either
     with pytest.raises(DatasetError, match="LR image missing for scale 3"):
         prepare_div2k(str(hr_dir), str(tmp_path / "out"), scales=[3], lr_root=str(lr_root), crop=48, step=24)
     with pytest.raises(DatasetError, match="crop 50 and step 24 must be multiples of scale 4"):

@@ -44,8 +44,15 @@ def test_whole_photos_split_per_source_and_lmdbs(tmp_path):
     lr_keys = [k for k, _ in check_lmdb(paths["train_lq"])]
     assert hr_keys == lr_keys and hr_keys
     assert all("." not in k and " " not in k for k in hr_keys)
+    def in_training(photo):  # a training sub-image's key is <photo key>_s<index>
+        return any(k.startswith(os.path.splitext(photo["file"])[0] + "_s") for k in hr_keys)
+
+    # positive control: the check finds every photo that IS in training (else "never" below would
+    # hold vacuously, e.g. if the key format changed)
+    trained = [p for p in photos if p["split"] == "train"]
+    assert trained and all(in_training(p) for p in trained)
     for p in held:  # a held-out photo is never cropped into training
-        assert not any(k.startswith(os.path.splitext(p["file"])[0] + "_s") for k in hr_keys)
+        assert not in_training(p)
         hr = cv2.imread(os.path.join(paths["val_gt"], p["file"]))
         assert hr.shape[0] % 6 == 0 and hr.shape[1] % 6 == 0  # modcropped to lcm(2, 3)
         for s in (2, 3):

@@ -268,3 +268,55 @@ def test_direct_op_calls_reject_bad_arguments_with_named_errors():
         torch.ops.addersr.adder_conv2d_grad_weight(gy, x[:, :0], w[:, :0], *geom, "full")
     with pytest.raises(ValueError, match="adder_conv2d: " + zero):
         adder_conv2d(x[:, :0], w[:, :0])
+
+
+# --------------------------------------------------------------------------- autocast (docs/adder_op.md)
+
+@pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
+def test_autocast_runs_the_float32_kernels_and_matches_reference(amp_dtype):
+    """Under CUDA autocast the op casts to float32 (AUTOCAST_DTYPE) whatever the autocast dtype: the
+    result is the float64 reference's on those float32 values, the gradients arrive in each leaf's dtype."""
+    case = CASES["dilation2_groups2_pad2"]
+    x, w, b, gy = _make(case, torch.float32, True, 7)
+    geom = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups)
+    xc = x.to(DEV, amp_dtype).requires_grad_()  # an activation of an autocast convolution
+    wc, bc = w.float().to(DEV).requires_grad_(), b.float().to(DEV).requires_grad_()
+    xr = xc.detach().cpu().double().requires_grad_()
+    wr, br = wc.detach().cpu().double().requires_grad_(), bc.detach().cpu().double().requires_grad_()
+    with torch.autocast("cuda", dtype=amp_dtype):
+        yc = adder_conv2d(xc, wc, bc, **geom)
+        direct = torch.ops.addersr.adder_conv2d(xc, wc, bc, list(case.stride), list(case.padding),
+                                                list(case.dilation), case.groups, "full", "hardtanh")
+    assert yc.dtype == direct.dtype == torch.float32
+    torch.testing.assert_close(direct, yc, rtol=0, atol=0)
+    yr = adder_conv2d_reference(xr, wr, br, **geom)
+    _assert_close(yc, yr.detach(), torch.float32, "forward under autocast")
+    yc.backward(gy.float().to(DEV))
+    yr.backward(gy)
+    assert (xc.grad.dtype, wc.grad.dtype, bc.grad.dtype) == (amp_dtype, torch.float32, torch.float32)
+    _assert_close(wc.grad, wr.grad, torch.float32, "grad_weight under autocast")
+    _assert_close(bc.grad, br.grad, torch.float32, "grad_bias under autocast")
+    _assert_close(xc.grad, xr.grad, amp_dtype, "grad_input under autocast (rounded to the leaf's dtype)")
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
+def test_adder_edsr_under_cuda_autocast_is_finite_and_close_to_float32(amp_dtype):
+    """The whole network: float16 must not overflow (the adder sums pass 65504; they stay float32),
+    and the output stays within the CPU bf16 test's tolerance (tests/models/test_adder_sr_model_amp.py)."""
+    from addersr_plugin.archs.adder_edsr_arch import AdderEDSR
+
+    torch.manual_seed(0)
+    net = AdderEDSR(3, 3, num_feat=32, num_block=4, upscale=2).to(DEV)
+    torch.nn.init.normal_(net.conv_last.weight, 0, 0.05)  # a non-zero residual to compare
+    x = torch.rand(2, 3, 24, 24, device=DEV)
+    with torch.no_grad():
+        ref = net(x)
+        with torch.autocast("cuda", dtype=amp_dtype):
+            out = net(x).float()
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="bicubic")
+    assert torch.isfinite(out).all()
+    assert ((out - ref).abs().max() / (ref - up).abs().max()).item() < 0.04
+    with torch.autocast("cuda", dtype=amp_dtype):
+        net(x).float().mean().backward()
+    assert all(p.grad is None or (p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all())
+               for p in net.parameters())

@@ -45,7 +45,7 @@ def test_clamping_moves_the_excess_into_an_exact_bias():
 
 
 def test_grid_contains_zero_and_covers_the_range():
-    for lo, hi in [(-1.0, 3.0), (0.5, 2.0), (-4.0, -1.0), (0.0, 0.0)]:
+    for lo, hi in [(-1.0, 3.0), (0.5, 2.0), (-4.0, -1.0), (0.0, 1e-3)]:  # (0, 0): test_quant_calibration.py
         grid = grid_for_range(lo, hi)
         assert 0 <= grid.zero_point <= 255
         assert grid.lo <= min(lo, 0) * (1 - 1e-12) and grid.hi >= max(hi, 0) * (1 - 1e-12)
@@ -155,7 +155,9 @@ def test_round_trip_on_a_trained_net(trained, tmp_path):
     assert report["psnr_vs_float"][report["method"]] == max(report["psnr_vs_float"].values())
     with torch.inference_mode():
         ref, out = trained(held_lr), qnet(held_lr)
-    assert psnr(out.clamp(0, 1), ref.clamp(0, 1)) > 35.0, "8-bit adder layers must stay close to float"
+    # ~105 dB is reached here (the kept method on held-out crops; minmax 108, mse 106); a grid off by
+    # a level, a lost bias correction or clamped real activations fall far below this floor
+    assert psnr(out.clamp(0, 1), ref.clamp(0, 1)) > 95.0, "8-bit adder layers must stay close to float"
     # Save, load: the same network, bit for bit.
     path = str(tmp_path / "net_int8.pth")
     save_int8(qnet, path, NET_G, 2, report)
@@ -186,13 +188,14 @@ def test_folding_only_where_bn_consumes_the_adder_output():
         def forward(self, x):
             return self.norm(self.adder(x)) + self.other(x).mean(1, keepdim=True)
 
+    torch.manual_seed(0)
     model = Odd().eval()
     x = torch.rand(1, 3, 8, 8)
     qmodel, report = quantize_model(model, [x], "minmax")
     assert report["folded_norms"] == {"adder": "norm"}
     assert isinstance(qmodel.other, nn.BatchNorm2d) and isinstance(qmodel.norm, nn.Identity)
     with torch.no_grad():
-        assert psnr(qmodel(x), model(x), peak=float(model(x).abs().max())) > 30
+        assert psnr(qmodel(x), model(x), peak=float(model(x).abs().max())) > 70  # 74.6 dB reached
 
 
 def test_calibration_errors():
@@ -250,11 +253,12 @@ def test_corrupt_and_missing_files(int8_file, tmp_path):
     data = open(int8_file, "rb").read()
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(QuantCheckpointError, match=r"cannot read int8 checkpoint .*truncated.pth \(corrupt"):
+    with pytest.raises(QuantCheckpointError, match=r"cannot read int8 checkpoint .*truncated.pth: the file is "
+                                                   r"truncated \(\d+ bytes\)"):
         load_int8(str(truncated))
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(QuantCheckpointError, match=r"cannot read int8 checkpoint"):
+    with pytest.raises(QuantCheckpointError, match=r"cannot read int8 checkpoint .*garbage.pth: not a torch file"):
         load_int8(str(garbage))
     with pytest.raises(QuantCheckpointError, match=r"int8 checkpoint not found: .*nope.pth"):
         load_int8(str(tmp_path / "nope.pth"))

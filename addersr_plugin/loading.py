@@ -207,6 +207,22 @@ def load_generator(opt_path: str, model_path: str, param_key: Optional[str] = No
     return gen.net, gen.scale, gen.key
 
 
+def load_pretrained(name: str, device="cpu"):
+    """A model that ships with the package (:mod:`addersr_plugin.pretrained`): returns
+    (net in eval mode, scale, its card)."""
+    from . import pretrained
+
+    try:
+        info = pretrained.card(name)
+    except KeyError as exc:
+        raise LoadError(exc.args[0]) from None
+    path = pretrained.weights_path(name)
+    state = read_checkpoint(path, f"pretrained model {name}")
+    net = strict_load(build_network(info["network_g"], f"pretrained model {name}"), state, path,
+                      f"the network_g of its card {name}.json")
+    return net.to(device).eval(), int(info["scale"]), info
+
+
 __all__ = ["LoadError", "load_pretrained", "read_options", "registered_archs", "check_network", "option_scale", "read_checkpoint",
            "checkpoint_state", "strict_load", "build_network", "load_network", "load_generator", "open_generator",
            "Generator", "resolve_device", "is_int8",

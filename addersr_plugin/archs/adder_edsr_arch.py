@@ -64,6 +64,12 @@ class AdderEDSR(nn.Module):
             (:class:`DCFreeConv2d`), so the body sees local structure, not absolute colour.
             Needs ``image_skip`` (the colour must reach the output some other way). Default True
             (docs/quality.md); ``False`` is the paper's AdderEDSR.
+        second_shortcut (bool): the second adder unit of each residual block keeps its own
+            self-shortcut (the paper's "a shortcut on every adder layer"). Default False: the block's
+            skip already gives that layer an identity path, and with both the features double in
+            every block (×10^6 after 16 blocks), which made 16-block AdderEDSR train 1 dB worse
+            than 4 blocks (docs/quality_depth.md). ``True`` is the paper's AdderEDSR and the
+            structure of every model trained before this option existed.
     """
 
     def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int = 64, num_block: int = 16, upscale: int = 4,
@@ -72,7 +78,7 @@ class AdderEDSR(nn.Module):
                  eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
                  adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False,
                  adder_upsampler: bool = False, image_skip: bool = True, dc_free_head: bool = True,
-                 second_shortcut: bool = True):
+                 second_shortcut: bool = False):
         super().__init__()
         if dc_free_head and not image_skip:
             raise ValueError("AdderEDSR: dc_free_head=True needs image_skip=True: a zero-sum head drops the "

@@ -67,7 +67,11 @@ def test_adder_edsr_composition(num_block, adder_up, scale):
     units = 2 * num_block + 1  # two per residual block + conv_after_body
     # the adder upsampler's steps are adder units too (one wiring of adder -> BN -> power), without shortcut
     assert _count(net, ShortcutAdderBlock) == units + up_steps
-    assert sum(1 for m in net.modules() if isinstance(m, ShortcutAdderBlock) and m.shortcut) == units
+    # second_shortcut=False (the default): the second unit of a block uses the block's skip instead
+    assert sum(1 for m in net.modules() if isinstance(m, ShortcutAdderBlock) and m.shortcut) == num_block + 1
+    assert all(not b.unit2.shortcut and b.unit1.shortcut for b in net.body)
+    paper = AdderEDSR(upscale=scale, second_shortcut=True, **dict(TINY_EDSR, num_block=num_block))
+    assert sum(1 for m in paper.modules() if isinstance(m, ShortcutAdderBlock) and m.shortcut) == units
     assert _count(net, AdderConv2d) == units + up_steps
     assert _count(net, nn.BatchNorm2d) == units + up_steps
     assert _count(net, PowerActivation) == units + up_steps
@@ -257,3 +261,22 @@ def test_dc_free_head_is_blind_to_flat_colour():
         assert torch.allclose(feats, head.bias.view(1, -1, 1, 1).expand_as(feats), rtol=0, atol=1e-9)
         plain = paper.conv_first(paper.mean_shift.normalize(flat))[..., 1:-1, 1:-1]
         assert (plain - plain[:1]).abs().amax() > 1.0  # different colours, different features
+
+
+def test_second_shortcut_keeps_the_feature_scale_across_depth():
+    """The depth fix, measured at initialisation: with both self-shortcuts a block doubles its input
+    (x + relu(x + BN) + BN), so 16 blocks grow the features ~10^5-fold; without the second one the
+    features stay near the head's scale. Same state-dict keys either way."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 24, 24)
+    growth = {}
+    for second in (True, False):
+        net = AdderEDSR(3, 3, num_feat=8, num_block=16, upscale=2, second_shortcut=second)
+        mags = []
+        hooks = [b.register_forward_hook(lambda m, i, o: mags.append(o.abs().mean().item())) for b in net.body]
+        net(x)
+        for h in hooks:
+            h.remove()
+        growth[second] = mags[-1] / mags[0]
+    assert growth[True] > 1e4 and growth[False] < 2
+    assert AdderEDSR(3, 3, 8, 2, 2).state_dict().keys() == AdderEDSR(3, 3, 8, 2, 2, second_shortcut=True).state_dict().keys()

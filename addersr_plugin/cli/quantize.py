@@ -19,13 +19,9 @@ import argparse
 import os
 import sys
 
-from ..data.errors import DatasetError
-from ..checkpoint_io import read_checkpoint
-from ..loading import LoadError, load_generator, read_options
-from ..quant.calibrate import METHODS, CalibrationError
-from ..quant.checkpoint import QuantCheckpointError, save_int8
-from ..quant.convert import quantize_model
-from ..quant.images import read_calibration_images
+# The parser must not import torch (`addersr quantize --help` in a fraction of a second): the
+# library is imported in main(). METHODS mirrors quant.calibrate.METHODS (a test ties the two).
+METHODS = ("minmax", "percentile", "mse")
 
 PROG = "addersr quantize"
 # A layer is reported as clamping too much above this fraction of its calibration inputs: 10× what
@@ -65,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _already_int8(model: str) -> QuantCheckpointError:
+def _already_int8(model: str):
     """The error for an int8 checkpoint given as --model, naming its float source when recorded."""
+    from ..checkpoint_io import read_checkpoint
+    from ..loading import LoadError
+    from ..quant.checkpoint import QuantCheckpointError
+
     try:
         source = read_checkpoint(model).get("report", {}).get("source")
     except (LoadError, AttributeError):
@@ -78,6 +78,13 @@ def _already_int8(model: str) -> QuantCheckpointError:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..data.errors import DatasetError
+    from ..loading import LoadError, load_generator, read_options
+    from ..quant.calibrate import CalibrationError
+    from ..quant.checkpoint import QuantCheckpointError, save_int8
+    from ..quant.convert import quantize_model
+    from ..quant.images import read_calibration_images
+
     try:
         if os.path.isdir(args.out):
             raise QuantCheckpointError(f"--out must be a file path, got a folder: {args.out}")

@@ -11,13 +11,6 @@ OUT=${1:-datasets/photos}
 PY=${PYTHON:-.venv/bin/python}
 SRC=$(mktemp -d)
 trap 'rm -rf "$SRC"' EXIT
-for pkg in lomiri-wallpapers-16.04 lomiri-wallpapers-20.04; do
-  if ! dpkg -L "$pkg" >/dev/null 2>&1; then
-    echo "error: Debian package $pkg is not installed (apt-get update && apt-get install $pkg)" >&2
-    exit 2
-  fi
-  mkdir -p "$SRC/$pkg"
-  dpkg -L "$pkg" | grep -iE '\.(jpe?g|png)$' | while read -r f; do ln -s "$f" "$SRC/$pkg/"; done
-done
+source benchmarks/quality/lomiri_sources.sh  # the working directory is the repository root
 "$PY" -m addersr_plugin.cli data photos "$SRC/lomiri-wallpapers-16.04" "$SRC/lomiri-wallpapers-20.04" skimage \
   --out "$OUT" --reduce 4 --holdout-per-source 2 --scales 2 3 4

@@ -72,6 +72,7 @@ def test_the_console_scripts_point_at_the_light_entry_module():
     ("addersr", ["upscale", "--help"]),
     ("addersr", ["energy", "--help"]),
     ("addersr", ["demo", "--help"]),
+    ("addersr", ["quantize", "--help"]),
     ("addersr", ["data", "div2k"]),  # a usage error: --hr is missing
     ("basicsr", ["--help"]),
     ("basicsr", ["train", "--help"]),
@@ -163,3 +164,11 @@ def test_energy_help_lists_the_library_choices():
     assert cli_energy.PRECISION_CHOICES == tuple(PRECISIONS)
     assert cli_energy.BN_CHOICES == tuple(BN_MODES)
     assert cli_energy.CONVENTION_CHOICES == tuple(CONVENTIONS)
+
+
+def test_quantize_help_lists_the_library_methods():
+    """cli/quantize.py spells the calibration methods out (so --help needs no torch)."""
+    from addersr_plugin.cli import quantize as cli_quantize
+    from addersr_plugin.quant.calibrate import METHODS
+
+    assert cli_quantize.METHODS == tuple(METHODS)

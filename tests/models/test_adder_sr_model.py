@@ -16,14 +16,6 @@ from sr_helpers import textured_image
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny nets: OpenMP threads only add barrier spinning, badly so on a loaded 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 SMALL = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_block": 1, "upscale": 2}
 OURS = {"type": "AdderEDSR", **SMALL, "image_skip": True, "dc_free_head": True}

@@ -42,13 +42,6 @@ AMP = {"use_amp": True, "amp_bf16": True}
 FORWARD_TOL, LOSS_TOL, TRAINED_TOL = 0.04, 0.015, 0.15
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _scale(net: dict) -> int:
     return net.get("upscale", 2)

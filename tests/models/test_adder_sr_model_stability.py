@@ -22,13 +22,6 @@ EDSR = {"type": "EDSR", **SMALL, "num_block": 2}
 VAL = {"val_freq": 1, "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 2}}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def warnings_log():

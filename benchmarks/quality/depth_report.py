@@ -232,13 +232,42 @@ def comparison_pngs(results: dict, scale: int, block: int) -> list[str]:
     written = []
     for key, (gt, lq) in pairs_of("test", scale).items():
         panels = [("bicubic", bicubic_upscale(lq, scale))]
-        panels += [(n.replace("depth_", ""), cv2.imread(os.path.join(study.run_of(n).dir, "outputs_test", f"{key}.png")))
+        panels += [(results[n]["fields"]["variant"], cv2.imread(os.path.join(study.run_of(n).dir, "outputs_test", f"{key}.png")))
                    for n in names]
         panels.append(("HR", gt))
         out = os.path.join(FIG, f"compare_x{scale}_{block}b_{key.split('_by_')[0]}.png")
         cv2.imwrite(out, side_by_side(panels, box=128, centre=detail_centre(gt, 128)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         written.append(os.path.relpath(out, DOCS))
     return written
+
+
+def findings(summ: dict) -> str:
+    """The comparisons the study is about, from the summary (each with its seed count)."""
+    def get(scale, block, variant, split, what="psnr"):
+        row = summ.get(f"{scale}/32/{block}/{variant}")
+        return row[split][what] if row else (None, None, 0)
+
+    lines = []
+    for scale in sorted({int(k.split("/")[0]) for k in summ}):
+        for split in ("val", "test"):
+            label = f"×{scale}, {SPLITS[split][1]}"
+            a, b = get(scale, 16, "ours", split), get(scale, 16, "ours_ss", split)
+            if a[0] is not None and b[0] is not None:
+                lines.append(f"- {label}, 16 blocks: without the second self-shortcut {a[0] - b[0]:+.2f} dB over "
+                             f"with it ({min(a[2], b[2])} seed(s))")
+            a, b = get(scale, 16, "ours", split), get(scale, 4, "ours", split)
+            if a[0] is not None and b[0] is not None:
+                lines.append(f"- {label}: `ours` at 16 blocks {a[0] - b[0]:+.2f} dB over 4 blocks; `edsr` "
+                             + (f"{get(scale, 16, 'edsr', split)[0] - get(scale, 4, 'edsr', split)[0]:+.2f} dB"
+                                if get(scale, 4, "edsr", split)[0] is not None and get(scale, 16, "edsr", split)[0]
+                                is not None else "not run"))
+            for block in (4, 16):
+                for v in ("ours", "ours_ss"):
+                    gap = get(scale, block, v, split, "vs_edsr")
+                    if gap[0] is not None:
+                        lines.append(f"- {label}, {block} blocks: `{v}` {gap[0]:+.2f} dB vs its EDSR twin "
+                                     f"({gap[2]} seed(s))")
+    return "\n".join(lines) or "(not run yet)"
 
 
 def report(names: list[str]) -> int:
@@ -249,7 +278,8 @@ def report(names: list[str]) -> int:
         return 1
     bic = bicubic(sorted({r["fields"]["scale"] for r in results.values()}))
     summ = summary(results, bic)
-    blocks = {"TABLE:val": table(summ, bic, "val"), "TABLE:test": table(summ, bic, "test")}
+    blocks = {"TABLE:val": table(summ, bic, "val"), "TABLE:test": table(summ, bic, "test"),
+              "FINDINGS": findings(summ)}
     for scale in sorted(bic):
         blocks[f"PHOTOS:test:{scale}"] = photo_table(results, bic, "test", scale)
     figures = []

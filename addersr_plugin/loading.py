@@ -210,6 +210,12 @@ def load_generator(opt_path: str, model_path: str, param_key: Optional[str] = No
 def load_pretrained(name: str, device="cpu"):
     """A model that ships with the package (:mod:`addersr_plugin.pretrained`): returns
     (net in eval mode, scale, its card)."""
+    gen, info = open_pretrained(name, device)
+    return gen.net, gen.scale, info
+
+
+def open_pretrained(name: str, device: Optional[str] = None) -> Tuple[Generator, Dict[str, Any]]:
+    """:func:`load_pretrained` as a :class:`Generator` (what ``addersr upscale --pretrained`` runs)."""
     from . import pretrained
 
     try:
@@ -220,7 +226,8 @@ def load_pretrained(name: str, device="cpu"):
     state = read_checkpoint(path, f"pretrained model {name}")
     net = strict_load(build_network(info["network_g"], f"pretrained model {name}"), state, path,
                       f"the network_g of its card {name}.json")
-    return net.to(device).eval(), int(info["scale"]), info
+    dev = resolve_device(device)
+    return Generator(net.to(dev).eval(), int(info["scale"]), "pretrained", dict(info["network_g"]), dev), info
 
 
 __all__ = ["LoadError", "load_pretrained", "read_options", "registered_archs", "check_network", "option_scale", "read_checkpoint",

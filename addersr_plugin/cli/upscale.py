@@ -39,9 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="option YAML with the network_g used for training (not needed for an int8 checkpoint)")
     p.add_argument("--force_yml", nargs="+", default=None, metavar="K=V",
                    help="override options of -opt as basicsr train|test do, e.g. network_g:num_block=4")
-    p.add_argument("--model", required=True, help="trained checkpoint, e.g. experiments/NAME/models/net_g_latest.pth")
-    p.add_argument("--input", required=True, help="an image file or a folder of images")
-    p.add_argument("--output", required=True, help="output folder (created); files are <name>_x<scale>.png")
+    p.add_argument("--model", default=None,
+                   help="trained checkpoint, e.g. experiments/NAME/models/net_g_latest.pth (or --pretrained)")
+    p.add_argument("--pretrained", default=None, metavar="NAME",
+                   help="a model that ships with the package instead of --opt/--model (see --list-pretrained)")
+    p.add_argument("--list-pretrained", action="store_true", help="list the shipped models with their test scores")
+    p.add_argument("--input", default=None, help="an image file or a folder of images (required)")
+    p.add_argument("--output", default=None, help="output folder (created; required); files are <name>_x<scale>.png")
     p.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (default: whole image)")
     p.add_argument("--tile-pad", type=int, default=None,
                    help="context LR pixels around each tile (default: the network's receptive-field radius)")
@@ -106,17 +110,45 @@ def _upscale_all(gen, files: list[str], args) -> list[str]:
     return failed
 
 
+def _list_pretrained() -> int:
+    from .. import pretrained
+
+    for name in pretrained.names():
+        card = pretrained.card(name)
+        test = card["test_scores"]
+        print(f"{name}: {card['network_g']['type']} x{card['scale']}, {card['iterations']} iterations; test photos "
+              f"{test['mean_y_psnr']:.2f} dB Y-PSNR (bicubic {test['bicubic_mean_y_psnr']:.2f})")
+    if not pretrained.names():
+        print("no pretrained model ships with this installation")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_pretrained:
+        return _list_pretrained()
+    if args.pretrained and (args.model or args.opt):
+        parser.error("--pretrained replaces --opt/--model: give one or the other")
+    if not args.pretrained and not args.model:
+        parser.error("give --model (with --opt) or --pretrained NAME")
+    for flag in ("input", "output"):
+        if getattr(args, flag) is None:
+            parser.error(f"the following arguments are required: --{flag}")
     from ..data.errors import DatasetError
     from ..inference import resolve_tile_pad
-    from ..loading import LoadError, open_generator
+    from ..loading import LoadError, open_generator, open_pretrained
 
     try:
         files = _inputs(args.input)
         _check_args(args)
-        gen = open_generator(args.opt, args.model, args.param_key, args.device, args.force_yml)
-        print(f"Loaded {gen.key!r} weights from {args.model} (x{gen.scale}) on {gen.device}")
+        if args.pretrained:
+            gen, _card = open_pretrained(args.pretrained, args.device)
+            source = f"the shipped model {args.pretrained}"
+        else:
+            gen = open_generator(args.opt, args.model, args.param_key, args.device, args.force_yml)
+            source = args.model
+        print(f"Loaded {gen.key!r} weights from {source} (x{gen.scale}) on {gen.device}")
         _check_precision(args.precision, gen)
         if args.tile:
             args.tile_pad = resolve_tile_pad(gen.shape_network(), args.tile_pad)

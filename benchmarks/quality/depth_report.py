@@ -20,6 +20,7 @@ import numpy as np
 
 import depth_study as study
 import runner
+from study_report import fmt_table
 
 DOCS = os.path.join(runner.ROOT, "docs")
 FIG = os.path.join(DOCS, "quality_depth")
@@ -143,8 +144,7 @@ def table(summ: dict, bic: dict, split: str) -> str:
         rows.append([f"×{scale}", f"{feat}/{block}", f"`{variant}`", fmt(*s["psnr"]), fmt(*s["vs_bicubic"], sign=True),
                      fmt(*s["vs_edsr"], sign=True), f"{s['worst_photo_vs_bicubic']:+.2f}",
                      f"{row['collapse_db']:.2f}" if row["collapse_db"] is not None else ""])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    return fmt_table(rows, head)
 
 
 def photo_table(results: dict, bic: dict, split: str, scale: int) -> str:
@@ -154,8 +154,7 @@ def photo_table(results: dict, bic: dict, split: str, scale: int) -> str:
     rows = [["bicubic"] + [f"{bic[scale][split]['photos'][p]['psnr']:.2f}" for p in photos]]
     rows += [[n.replace("depth_", "")] + [f"{results[n][split]['photos'][p]['psnr']:.2f}" for p in photos]
              for n in names]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    return fmt_table(rows, head)
 
 
 def _plt():

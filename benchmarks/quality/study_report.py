@@ -32,7 +32,7 @@ def describe(name: str) -> str:
     return study.STUDY[name][1]
 
 
-def _fmt_table(rows: list[list[str]], head: list[str]) -> str:
+def fmt_table(rows: list[list[str]], head: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -66,7 +66,7 @@ def group_table(results: dict, names: list[str], bicubic: dict) -> str:
                     + [f"{s['psnr_by_source'][src]:.2f}" for src in sources]
                     + [f"{s['not_photos'][e]:.2f}" for e in extra]
                     + [f"{s['worst_colour_error']:.2f}", f"{r['cost']['seconds'] / 60:.0f}"])
-    return _fmt_table(rows, head)
+    return fmt_table(rows, head)
 
 
 def photo_table(results: dict, names: list[str], bicubic: dict) -> str:
@@ -76,7 +76,7 @@ def photo_table(results: dict, names: list[str], bicubic: dict) -> str:
     for n in names:
         if n in results and "photos" in results[n]:
             rows.append([n] + [f"{results[n]['photos'][p]['psnr']:.2f}" for p in photos])
-    return _fmt_table(rows, head)
+    return fmt_table(rows, head)
 
 
 def plot_curves(results: dict, bicubic: dict, names: list[str], path: str, title: str) -> None:
@@ -190,7 +190,7 @@ def adder_scale_table(names: list[str], pairs: dict) -> str:
         rows.append(row)
     head = ["adder layer"] + [c for n in cols for c in (f"{n} mean abs input", f"{n} mean abs weight")]
     return f"Measured on `{key}` (LR), final models; weights start at N(0, 1), mean abs 0.80.\n\n" + \
-        _fmt_table(rows, head)
+        fmt_table(rows, head)
 
 
 def targets_block(results: dict, bicubic: dict) -> str:
@@ -271,7 +271,7 @@ def render(results: dict, bicubic: dict, manifest: dict, pairs: dict, bicubic_im
     blocks["DATASET"] = (
         f"{train_n} training photos ({manifest['train_sub_images']} sub-images of {manifest['crop']}², step "
         f"{manifest['step']}) and {len(held)} held-out whole photos from {len(manifest['sources'])} sources:\n\n"
-        + _fmt_table([[p["source"], p["photo"], f"{p['original'][0]}x{p['original'][1]}", f"/{p['reduce']}",
+        + fmt_table([[p["source"], p["photo"], f"{p['original'][0]}x{p['original'][1]}", f"/{p['reduce']}",
                        f"{p['size'][0]}x{p['size'][1]}"] for p in held],
                      ["source", "held-out photo", "original", "reduced", "HR used"]))
     cpu = [n for n in study.STUDY if "cost" in results.get(n, {})]

@@ -1,5 +1,7 @@
 """Shared by the AdderSRModel tests."""
 
+import logging
+
 import pytest
 import torch
 
@@ -11,3 +13,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def warnings_log():
+    """The warnings of basicsr's root logger (it does not propagate, so caplog misses them)."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda r: records.append(r.getMessage())
+    logger = logging.getLogger("basicsr")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

@@ -13,7 +13,6 @@ sign-like first steps amplify small gradient differences; asserted < 15 %).
 from __future__ import annotations
 
 import copy
-import logging
 
 import pytest
 import torch
@@ -159,17 +158,6 @@ def _weights(model) -> dict:
 def _same(a: dict, b: dict) -> bool:
     return all(torch.equal(a[k][n], b[k][n]) for k in ("params", "ema") for n in a[k]) and \
         a["opt"].keys() == b["opt"].keys()
-
-
-@pytest.fixture
-def warnings_log():
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda r: records.append(r.getMessage())
-    logger = logging.getLogger("basicsr")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def test_gradscaler_overflow_is_skipped_without_counting_a_nonfinite_step(warnings_log):

@@ -4,7 +4,6 @@ param group, and the rollback on a validation collapse. In-process, tiny nets, C
 from __future__ import annotations
 
 import copy
-import logging
 import math
 import re
 from types import SimpleNamespace
@@ -21,18 +20,6 @@ from test_adder_sr_model import OURS, SMALL, _batch, _opt
 EDSR = {"type": "EDSR", **SMALL, "num_block": 2}
 VAL = {"val_freq": 1, "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 2}}}
 
-
-
-@pytest.fixture
-def warnings_log():
-    """The warnings of basicsr's root logger (it does not propagate, so caplog misses them)."""
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda r: records.append(r.getMessage())
-    logger = logging.getLogger("basicsr")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def _model(network_g=OURS, train=None, **top):

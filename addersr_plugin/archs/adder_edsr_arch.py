@@ -70,6 +70,10 @@ class AdderEDSR(nn.Module):
             every block (×10^6 after 16 blocks), which made 16-block AdderEDSR train 1 dB worse
             than 4 blocks (docs/quality_depth.md). ``True`` is the paper's AdderEDSR and the
             structure of every model trained before this option existed.
+        zero_init_residual (bool): the second unit of every residual block starts with a zero
+            BatchNorm gamma, so every block starts as the identity (see
+            :class:`AdderResidualBlock`). Needs ``norm="bn"``, ``second_shortcut=False`` and
+            ``power_act=False``. Default False (the depth study measures it).
     """
 
     def __init__(self, num_in_ch: int, num_out_ch: int, num_feat: int = 64, num_block: int = 16, upscale: int = 4,
@@ -78,7 +82,7 @@ class AdderEDSR(nn.Module):
                  eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
                  adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False,
                  adder_upsampler: bool = False, image_skip: bool = True, dc_free_head: bool = True,
-                 second_shortcut: bool = False):
+                 second_shortcut: bool = False, zero_init_residual: bool = False):
         super().__init__()
         if dc_free_head and not image_skip:
             raise ValueError("AdderEDSR: dc_free_head=True needs image_skip=True: a zero-sum head drops the "
@@ -96,7 +100,8 @@ class AdderEDSR(nn.Module):
 
         self.image_skip = bool(image_skip)
         self.conv_first = (DCFreeConv2d if dc_free_head else nn.Conv2d)(num_in_ch, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(*(AdderResidualBlock(num_feat, res_scale, second_shortcut, **unit_kwargs)
+        self.body = nn.Sequential(*(AdderResidualBlock(num_feat, res_scale, second_shortcut, zero_init_residual,
+                                                       **unit_kwargs)
                                     for _ in range(num_block)))
         self.conv_after_body = ShortcutAdderBlock(num_feat, act=None, **unit_kwargs)
         self.upsample = make_upsampler(num_feat, upscale, adder_upsampler, **unit_kwargs)

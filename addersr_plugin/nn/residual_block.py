@@ -20,14 +20,28 @@ class AdderResidualBlock(nn.Module):
     block at ``res_scale=1`` (×2^16 ≈ 10^6 after 16 blocks at initialisation) until the adder
     weights, which live near N(0, 1), no longer matter. That is why 16-block AdderEDSR trained
     worse than 4 blocks and collapsed (docs/quality.md, the depth study).
+
+    ``zero_init_residual=True`` starts the BatchNorm scale (gamma) of the second unit at zero, so
+    the branch outputs zero and every block is the identity at initialisation (torchvision's
+    ResNet option of the same name; Goyal et al. 2017). Without it each branch adds a
+    unit-variance BN output to the features, and a deep stack starts far from the identity.
+    It needs the second unit's BN (``norm="bn"``) and no self-shortcut on it.
     """
 
-    def __init__(self, num_feat: int, res_scale: float, second_shortcut: bool = False, **unit_kwargs):
+    def __init__(self, num_feat: int, res_scale: float, second_shortcut: bool = False,
+                 zero_init_residual: bool = False, **unit_kwargs):
         super().__init__()
         self.res_scale = res_scale
         self.unit1 = ShortcutAdderBlock(num_feat, act="relu", **unit_kwargs)
         unit2_kwargs = dict(unit_kwargs, shortcut=unit_kwargs.get("shortcut", True) and second_shortcut)
         self.unit2 = ShortcutAdderBlock(num_feat, act=None, **unit2_kwargs)
+        if zero_init_residual:
+            # With a self-shortcut or a power activation on unit2 a zero gamma would not zero the
+            # branch, and without BN there is no gamma: refuse rather than do something else.
+            if self.unit2.norm is None or self.unit2.shortcut or self.unit2.power is not None:
+                raise ValueError("AdderResidualBlock: zero_init_residual needs the second unit to end in "
+                                 "BatchNorm (norm='bn', second_shortcut=False, no power activation)")
+            nn.init.zeros_(self.unit2.norm.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.res_scale * self.unit2(self.unit1(x))

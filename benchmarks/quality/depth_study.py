@@ -58,6 +58,13 @@ VARIANTS = {
                    {**OURS_ARCH, "second_shortcut": False}, OURS_TRAIN),
     "ours_ss_rs01": ("ours_ss with res_scale 0.1", {**OURS_ARCH, "second_shortcut": True, "res_scale": 0.1},
                      {**OURS_TRAIN, **NO_CLIP}),
+    # Phase 3: why depth does not help the adder net (ours 32/16 ≈ ours 32/4 at ×2), one change each.
+    "ours_zr": ("ours with zero_init_residual: every residual block starts as the identity (BN gamma 0)",
+                {**OURS_ARCH, "second_shortcut": False, "zero_init_residual": True}, {**OURS_TRAIN, **NO_CLIP}),
+    "ours_rs01": ("ours with res_scale 0.1", {**OURS_ARCH, "second_shortcut": False, "res_scale": 0.1},
+                  {**OURS_TRAIN, **NO_CLIP}),
+    "ours_m5": ("ours with adder_lr_mult 5 instead of 20", {**OURS_ARCH, "second_shortcut": False},
+                {"optim_g": {"adder_lr_mult": 5}, **NO_CLIP}),
 }
 SEEDS = (10, 11, 12)
 

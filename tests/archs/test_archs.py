@@ -280,3 +280,27 @@ def test_second_shortcut_keeps_the_feature_scale_across_depth():
         growth[second] = mags[-1] / mags[0]
     assert growth[True] > 1e4 and growth[False] < 2
     assert AdderEDSR(3, 3, 8, 2, 2).state_dict().keys() == AdderEDSR(3, 3, 8, 2, 2, second_shortcut=True).state_dict().keys()
+
+
+def test_zero_init_residual_makes_every_block_the_identity_at_init():
+    """zero_init_residual: the second unit's BN gamma starts at 0, so each residual block returns its
+    input exactly; the gammas still get gradients (the branch can grow) and the option refuses a
+    second unit whose output a zero gamma would not silence."""
+    torch.manual_seed(0)
+    net = AdderEDSR(3, 3, num_feat=8, num_block=4, upscale=2, zero_init_residual=True)
+    feats = []
+    hooks = [b.register_forward_hook(lambda m, i, o: feats.append((i[0].clone(), o.clone()))) for b in net.body]
+    out = net(torch.rand(2, 3, 12, 12))
+    for h in hooks:
+        h.remove()
+    for block_in, block_out in feats:
+        assert torch.equal(block_in, block_out)
+    net.conv_last.weight.data.normal_()  # the image skip's zero tail would stop every gradient
+    net(torch.rand(2, 3, 12, 12)).square().mean().backward()
+    assert all(b.unit2.norm.weight.grad.abs().sum() > 0 for b in net.body)
+    plain = AdderEDSR(3, 3, num_feat=8, num_block=4, upscale=2)
+    assert all(b.unit2.norm.weight.eq(1).all() for b in plain.body)
+    assert out.shape == (2, 3, 24, 24)
+    for bad in (dict(second_shortcut=True), dict(power_act=True), dict(norm=None)):
+        with pytest.raises(ValueError, match="zero_init_residual needs the second unit to end in BatchNorm"):
+            AdderEDSR(3, 3, num_feat=8, num_block=2, upscale=2, zero_init_residual=True, **bad)

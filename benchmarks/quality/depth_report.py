@@ -93,9 +93,14 @@ def bicubic(scales) -> dict:
     return out
 
 
+CNN_VARIANTS = ("edsr", "vdsr")
+
+
 def twin(name: str) -> str:
+    """The CNN run of the same scale, size and seed: VDSR for an AdderVDSR run, else EDSR."""
     f = study.parse(name)
-    return study.run_name(f["scale"], "edsr", f["feat"], f["block"], f["seed"])
+    cnn = "vdsr" if f["variant"].startswith("avdsr") else "edsr"
+    return study.run_name(f["scale"], cnn, f["feat"], f["block"], f["seed"])
 
 
 def groups(results: dict) -> dict:
@@ -120,7 +125,7 @@ def summary(results: dict, bic: dict) -> dict:
             worst = [min(results[n][split]["photos"][p]["psnr"] - bic[scale][split]["photos"][p]["psnr"]
                          for p in results[n][split]["photos"] if p not in NOT_PHOTOS) for n in names]
             row[split] = {"psnr": mean_std(ps), "vs_bicubic": mean_std([p - bic[scale][split]["psnr"] for p in ps]),
-                          "vs_edsr": mean_std(gaps) if key[3] != "edsr" else (None, None, 0),
+                          "vs_edsr": mean_std(gaps) if key[3] not in CNN_VARIANTS else (None, None, 0),
                           "worst_photo_vs_bicubic": min(worst)}
         curves = [results[n]["curve"] for n in names]
         row["collapse_db"] = max((max(0.0, max(p for _, p in c[:i + 1]) - c[i][1]) for c in curves if c
@@ -130,7 +135,7 @@ def summary(results: dict, bic: dict) -> dict:
 
 
 def table(summ: dict, bic: dict, split: str) -> str:
-    head = ["scale", "size", "variant", f"{SPLITS[split][1]} Y-PSNR", "vs bicubic", "vs EDSR twin",
+    head = ["scale", "size", "variant", f"{SPLITS[split][1]} Y-PSNR", "vs bicubic", "vs CNN twin",
             "worst photo vs bicubic", "largest drop below running best (val)"]
     rows = []
     last = None

@@ -65,7 +65,15 @@ VARIANTS = {
                   {**OURS_TRAIN, **NO_CLIP}),
     "ours_m5": ("ours with adder_lr_mult 5 instead of 20", {**OURS_ARCH, "second_shortcut": False},
                 {"optim_g": {"adder_lr_mult": 5}, **NO_CLIP}),
+    # AdderVDSR against VDSR (issue item: "depth is its whole design"); <feat>x<block> is then
+    # num_feat x num_layer. VDSR works at HR resolution, so the CPU runs use a reduced width.
+    "vdsr": ("CNN VDSR (this package's), the twin of AdderVDSR", {"type": "VDSR"}, NO_CLIP),
+    "avdsr": ("AdderVDSR without the power activation", {"type": "AdderVDSR", "power_act": False},
+              {**OURS_TRAIN, **NO_CLIP}),
+    "avdsr_pow": ("AdderVDSR with the paper's power activation (its default)", {"type": "AdderVDSR", "power_act": True},
+                  {**OURS_TRAIN, **NO_CLIP}),
 }
+VDSR_TYPES = ("VDSR", "AdderVDSR")
 SEEDS = (10, 11, 12)
 
 
@@ -91,7 +99,8 @@ def options(name: str) -> dict:
     f = parse(name)
     what, net, train_changes = VARIANTS[f["variant"]]
     scale = f["scale"]
-    network_g = {**net, "num_in_ch": 3, "num_out_ch": 3, "num_feat": f["feat"], "num_block": f["block"],
+    depth_key = "num_layer" if net["type"] in VDSR_TYPES else "num_block"
+    network_g = {**net, "num_in_ch": 3, "num_out_ch": 3, "num_feat": f["feat"], depth_key: f["block"],
                  "upscale": scale}
     train = {
         "ema_decay": 0,
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="trainings at once (default 2)")
     p.add_argument("--threads", type=int, default=None, help="threads per training (default: cores / jobs)")
     args = p.parse_args(argv)
-    names = args.only or CONFIGS
+    names = args.only or (CONFIGS if args.action != "report" else archived_and_configs())
     bad = [n for n in names if not _valid(n)]
     if bad:
         p.error(f"not a run name of this study: {', '.join(bad)} (depth_x<scale>_<variant>_<feat>x<block>_s<seed>, "
@@ -184,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     from depth_report import report
 
     return report(names)
+
+
+def archived_and_configs() -> list[str]:
+    """What ``report`` covers by default: the queue and every run archived so far."""
+    archived = sorted(os.listdir(ARCHIVE)) if os.path.isdir(ARCHIVE) else []
+    return list(dict.fromkeys(CONFIGS + [n for n in archived if _valid(n)]))
 
 
 def _valid(name: str) -> bool:

@@ -143,14 +143,23 @@ def test_depth_study_option_file_parses_and_builds(path, tmp_path, monkeypatch):
     scale, variant, size, seed = _depth_fields(path.stem)
     feat, block = (int(v) for v in size.split("x"))
     assert opt["scale"] == scale == opt["network_g"]["upscale"] and opt["manual_seed"] == seed
-    assert (opt["network_g"]["num_feat"], opt["network_g"]["num_block"]) == (feat, block)
+    # VDSR-family runs name num_feat x num_layer, EDSR-family ones num_feat x num_block.
+    vdsr_family = {"vdsr": "VDSR", "avdsr": "AdderVDSR", "avdsr_pow": "AdderVDSR"}
+    depth_key = "num_layer" if variant in vdsr_family else "num_block"
+    assert (opt["network_g"]["num_feat"], opt["network_g"][depth_key]) == (feat, block)
     train, val = opt["datasets"]["train"], opt["datasets"]["val"]
     assert train["dataroot_lq"] == f"datasets/photos_split/train_LR_bicubic_X{scale}_sub.lmdb"
     assert val["dataroot_gt"] == "datasets/photos_split/heldout/HR" and "test" not in val["dataroot_lq"]
-    assert opt["network_g"]["type"] == ("EDSR" if variant == "edsr" else "AdderEDSR")
-    if variant != "edsr":
+    if variant in vdsr_family:
+        assert opt["network_g"]["type"] == vdsr_family[variant]
+        if variant != "vdsr":
+            assert opt["network_g"]["power_act"] == variant.endswith("_pow")
+    else:
+        assert opt["network_g"]["type"] == ("EDSR" if variant == "edsr" else "AdderEDSR")
+    if variant.startswith("ours"):
         assert opt["network_g"]["second_shortcut"] == variant.startswith("ours_ss")
-    net = build_network(dict(opt["network_g"], num_feat=8, num_block=1)).eval()
+    small = {"num_feat": 8, depth_key: 3 if variant in vdsr_family else 1}
+    net = build_network(dict(opt["network_g"], **small)).eval()
     with torch.no_grad():
         out = net(torch.rand(1, 3, 5, 3))
     assert out.shape == (1, 3, 5 * scale, 3 * scale) and torch.isfinite(out).all()

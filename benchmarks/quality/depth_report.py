@@ -93,13 +93,13 @@ def bicubic(scales) -> dict:
     return out
 
 
-CNN_VARIANTS = ("edsr", "vdsr")
+CNN_VARIANTS = ("edsr", "vdsr", "edsr_ship")
 
 
 def twin(name: str) -> str:
     """The CNN run of the same scale, size and seed: VDSR for an AdderVDSR run, else EDSR."""
     f = study.parse(name)
-    cnn = "vdsr" if f["variant"].startswith("avdsr") else "edsr"
+    cnn = "vdsr" if f["variant"].startswith("avdsr") else "edsr_ship" if f["variant"] == "ship" else "edsr"
     return study.run_name(f["scale"], cnn, f["feat"], f["block"], f["seed"])
 
 
@@ -270,6 +270,24 @@ def findings(summ: dict) -> str:
                     gap = get(scale, block, v, split, "vs_edsr")
                     if gap[0] is not None:
                         lines.append(f"- {label}, {block} blocks: `{v}` {gap[0]:+.2f} dB vs its EDSR twin "
+                                     f"({gap[2]} seed(s))")
+            # Phase 3 (one change each to `ours`) against `ours` of the same size and seeds.
+            for key in sorted(summ):
+                s, feat, block, v = key.split("/")
+                if int(s) != scale or v in ("ours", "ours_ss", "edsr") or v in CNN_VARIANTS or not v.startswith("ours"):
+                    continue
+                base = summ.get(f"{s}/{feat}/{block}/ours")
+                if base:
+                    a, b = summ[key][split]["psnr"], base[split]["psnr"]
+                    lines.append(f"- {label}, {feat}/{block}: `{v}` {a[0] - b[0]:+.2f} dB vs `ours` "
+                                 f"({min(a[2], b[2])} seed(s))")
+            # The VDSR family against its CNN twin.
+            for key in sorted(summ):
+                s, feat, block, v = key.split("/")
+                if int(s) == scale and v.startswith("avdsr"):
+                    gap = summ[key][split]["vs_edsr"]
+                    if gap[0] is not None:
+                        lines.append(f"- {label}, VDSR {feat}/{block}: `{v}` {gap[0]:+.2f} dB vs CNN VDSR "
                                      f"({gap[2]} seed(s))")
     return "\n".join(lines) or "(not run yet)"
 

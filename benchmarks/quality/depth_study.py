@@ -65,6 +65,15 @@ VARIANTS = {
                   {**OURS_TRAIN, **NO_CLIP}),
     "ours_m5": ("ours with adder_lr_mult 5 instead of 20", {**OURS_ARCH, "second_shortcut": False},
                 {"optim_g": {"adder_lr_mult": 5}, **NO_CLIP}),
+    "ours_m50": ("ours with adder_lr_mult 50 instead of 20", {**OURS_ARCH, "second_shortcut": False},
+                 {"optim_g": {"adder_lr_mult": 50}, **NO_CLIP}),
+    # The shipped option files' training rule (options/adder_edsr_x4.yml: Adam lr 1e-4, adder
+    # weights x20, AdderSRModel's default gradient clipping, MultiStepLR) at a CPU size and a longer
+    # run than the study's: does the rule users get train stably at 16 blocks, and how far is it
+    # from EDSR under the same rule? `edsr_ship` is its twin.
+    "ship": ("the shipped option files' rule (lr 1e-4, adder_lr_mult 20, default clipping), long run",
+             {**OURS_ARCH, "second_shortcut": False}, "SHIP"),
+    "edsr_ship": ("BasicSR's EDSR under the shipped option files' rule (lr 1e-4), long run", {"type": "EDSR"}, "SHIP"),
     # AdderVDSR against VDSR (issue item: "depth is its whole design"); <feat>x<block> is then
     # num_feat x num_layer. VDSR works at HR resolution, so the CPU runs use a reduced width.
     "vdsr": ("CNN VDSR (this package's), the twin of AdderVDSR", {"type": "VDSR"}, NO_CLIP),
@@ -74,6 +83,9 @@ VARIANTS = {
                   {**OURS_TRAIN, **NO_CLIP}),
 }
 VDSR_TYPES = ("VDSR", "AdderVDSR")
+# The shipped rule's schedule: its learning rate, halved at 2/3 of the run as the shipped files
+# halve it at 200k of 300k iterations.
+SHIP_LR, SHIP_ITERS = 1e-4, 6000
 SEEDS = (10, 11, 12)
 
 
@@ -110,6 +122,14 @@ def options(name: str) -> dict:
         "total_iter": ITERS, "warmup_iter": -1,
         "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"},
     }
+    if train_changes == "SHIP":
+        train.update({
+            "optim_g": {**train["optim_g"], "lr": SHIP_LR},
+            "scheduler": {"type": "MultiStepLR", "milestones": [SHIP_ITERS * 2 // 3], "gamma": 0.5},
+            "total_iter": SHIP_ITERS})
+        if net["type"] != "EDSR":
+            train["optim_g"]["adder_lr_mult"] = 20
+        train_changes = {}
     for k, v in train_changes.items():
         train[k] = {**train[k], **copy.deepcopy(v)} if isinstance(v, dict) else v
     return {
@@ -143,6 +163,11 @@ def options(name: str) -> dict:
     }
 
 
+def iters_of(name: str) -> int:
+    """The run's length (the study's ITERS unless its variant trains longer)."""
+    return options(name)["train"]["total_iter"]
+
+
 def write_options(names: list[str]) -> None:
     os.makedirs(OPT_DIR, exist_ok=True)
     for name in names:
@@ -161,7 +186,7 @@ def train_all(names: list[str], jobs: int, threads: int) -> int:
     write_options(names)
     failures = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {n: pool.submit(runner.train, run_of(n), threads, ITERS) for n in names}
+        futures = {n: pool.submit(runner.train, run_of(n), threads, iters_of(n)) for n in names}
         for n, fut in futures.items():
             try:
                 fut.result()

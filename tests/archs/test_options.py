@@ -155,7 +155,7 @@ def test_depth_study_option_file_parses_and_builds(path, tmp_path, monkeypatch):
         if variant != "vdsr":
             assert opt["network_g"]["power_act"] == variant.endswith("_pow")
     else:
-        assert opt["network_g"]["type"] == ("EDSR" if variant == "edsr" else "AdderEDSR")
+        assert opt["network_g"]["type"] == ("EDSR" if variant.startswith("edsr") else "AdderEDSR")
     if variant.startswith("ours"):
         assert opt["network_g"]["second_shortcut"] == variant.startswith("ours_ss")
     small = {"num_feat": 8, depth_key: 3 if variant in vdsr_family else 1}

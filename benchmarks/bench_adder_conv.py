@@ -154,6 +154,21 @@ def target_lines(report: dict) -> List[str]:
 
 # --------------------------------------------------------------------------- main
 
+def publish_new(tmp: Path, path: Path) -> bool:
+    """Move the finished file ``tmp`` to ``path`` unless ``path`` exists (False then, ``tmp`` kept)."""
+    try:
+        os.link(tmp, path)  # atomic, and fails if path exists
+    except FileExistsError:
+        return False
+    except OSError:  # a filesystem without hard links
+        if path.exists():
+            return False
+        tmp.replace(path)
+        return True
+    tmp.unlink()
+    return True
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -168,7 +183,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="skip a reference run estimated to take longer (default 30)")
     p.add_argument("--no-reference", action="store_true", help="do not run the reference")
     p.add_argument("--no-memory", action="store_true", help="do not measure peak memory")
-    p.add_argument("--json", type=Path, metavar="PATH", help="also write all results as JSON")
+    p.add_argument("--json", type=Path, metavar="PATH",
+                   help="also write all results as JSON to PATH, which must not exist yet (one file per run)")
     p.add_argument("--markdown", action="store_true", help="print a table for docs/benchmarks.md")
     args = p.parse_args(argv)
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -184,6 +200,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--device cuda: no CUDA device is available")
     if args.device == "cpu" and args.dtype != "float32":
         p.error(f"--dtype {args.dtype}: the CPU kernels support float32 and float64 only")
+    if args.json is not None and args.json.exists():
+        p.error(f"--json {args.json}: the file exists; a results file is never overwritten (one file per "
+                "run): give a new name, e.g. with the date and time")
     return args
 
 
@@ -283,7 +302,10 @@ def main(argv=None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
         tmp.write_text(json.dumps(report, indent=2, default=str))
-        tmp.replace(args.json)  # never a half-written results file
+        if not publish_new(tmp, args.json):  # never a half-written file, never an earlier run's overwritten
+            print(f"bench_adder_conv: error: {args.json} appeared during the run; results left in {tmp}",
+                  file=sys.stderr)
+            return 2
         print(f"\nwrote {args.json}")
     return 0
 

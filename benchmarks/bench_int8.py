@@ -9,8 +9,8 @@ the whole integer layer (float in: quantize, SAD kernel, per-channel affine), fp
 conv, x86/fbgemm engine) where it runs.
 
 End to end: x2 upscale to a 1280x720 output (640x360 input) with AdderEDSR-int8,
-AdderEDSR-fp32, EDSR-fp32 of the same size and EDSR-int8 (``torch.ao`` FX post-training
-quantization) where it works; Y-PSNR (border 2) for the two AdderEDSRs and bicubic on photos
+AdderEDSR-fp32, EDSR-fp32 of the same size and EDSR-int8 (``edsr_int8.py``: FX post-training
+quantization of its convolutions, mean shift in float) where it works; Y-PSNR (border 2) for the two AdderEDSRs and bicubic on photos
 outside every measured model's training, calibration and selection (``int8_photos.py``: by
 default the photo split's test/ photos the models' dataset manifests do not list; the output
 names them), calibrated on ``--calib-crops`` (32) crops of other photos (the split's heldout/).
@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import addersr_plugin  # noqa: E402,F401  (compat, ops, archs)
+import edsr_int8  # noqa: E402  (the int8 CNN baseline)
 import int8_photos  # noqa: E402  (which photos are scored and calibrated on)
 from addersr_plugin.checkpoint_io import LoadError  # noqa: E402
 from addersr_plugin.data.demo_set import TRAIN_PHOTOS, load_photo  # noqa: E402
@@ -187,43 +188,11 @@ def y_psnr(net, scale: int) -> float:
     return float(np.mean(vals))
 
 
-class _TraceableEDSR(torch.nn.Module):
-    """BasicSR's EDSR forward without its ``self.mean = self.mean.type_as(x)`` attribute write,
-    which FX tracing cannot handle (it leaves the traced module broken)."""
-
-    def __init__(self, edsr):
-        super().__init__()
-        self.conv_first, self.body, self.conv_after_body = edsr.conv_first, edsr.body, edsr.conv_after_body
-        self.upsample, self.conv_last = edsr.upsample, edsr.conv_last
-        self.register_buffer("mean", edsr.mean.clone())
-        self.img_range = edsr.img_range
-
-    def forward(self, x):
-        x = (x - self.mean) * self.img_range
-        x = self.conv_first(x)
-        res = self.conv_after_body(self.body(x)) + x
-        return self.conv_last(self.upsample(res)) / self.img_range + self.mean
-
-
-def edsr_int8(edsr, example):
-    """A copy of EDSR quantized by torch.ao FX post-training quantization (x86 engine), or None."""
-    import copy
-
+def edsr_int8_model(edsr):
+    """EDSR-int8 as ``edsr_int8.py`` builds it (FX, the convolutions quantized between stubs, the
+    mean shift float, per-channel weights, x86 engine), calibrated on the calibration crops; or None."""
     try:
-        from torch.ao.quantization import get_default_qconfig_mapping
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-        engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
-        torch.backends.quantized.engine = engine
-        model = _TraceableEDSR(copy.deepcopy(edsr)).eval()
-        prepared = prepare_fx(model, get_default_qconfig_mapping(engine), (example,))
-        with torch.inference_mode():
-            for x in calibration_crops():
-                prepared(x)
-        q = convert_fx(prepared)
-        with torch.inference_mode():
-            q(example)
-        return q
+        return edsr_int8.edsr_int8_fx(edsr, calibration_crops())
     except Exception as exc:  # pragma: no cover - depends on the torch build
         print(f"torch.ao EDSR-int8 unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
@@ -268,9 +237,9 @@ def time_models(adder_net, net_g, scale, repeat, with_ao=True) -> dict:
     # the integer network runs channels_last (quantize_model's result): NHWC end to end
     models = {"AdderEDSR-int8 (ours)": qnet, "AdderEDSR-fp32": adder_net, "EDSR-fp32": edsr,
               "EDSR-fp32, channels_last": edsr_cl}
-    eq = edsr_int8(edsr, lr) if with_ao else None
+    eq = edsr_int8_model(edsr) if with_ao else None
     if eq is not None:
-        models["EDSR-int8 (torch.ao FX)"] = eq
+        models["EDSR-int8 (FX)"] = eq
     times = {}
     for _ in range(2):
         for name, m in models.items():
@@ -310,9 +279,9 @@ def end_to_end(args) -> dict:
 
         edsr, _, _ = load_generator(args.edsr_opt, args.edsr_model, None, "cpu")
         psnr["EDSR-fp32"] = y_psnr(edsr, scale)
-        eq = None if args.quick else edsr_int8(edsr, calibration_crops(1)[0])
+        eq = None if args.quick else edsr_int8_model(edsr)
         if eq is not None:
-            psnr["EDSR-int8 (torch.ao FX)"] = y_psnr(eq, scale)
+            psnr["EDSR-int8 (FX)"] = y_psnr(eq, scale)
     rows = {name: {} for name in psnr if name != "bicubic"} if args.quick else \
         time_models(net, net_g, scale, args.e2e_repeat)
     for name, r in rows.items():
@@ -337,7 +306,8 @@ def end_to_end(args) -> dict:
 
 def markdown(result: dict) -> str:
     env = result["env"]
-    lines = [f"Machine: {env['cpu']}, {env['threads']} threads, torch {env['torch']}, "
+    lines = [(f"Measured {env['date']}. " if env.get("date") else "")
+             + f"Machine: {env['cpu']}, {env['threads']} threads, torch {env['torch']}, "
              f"load average {env['loadavg_before']} before / {env['loadavg_after']} after.", ""]
     if "layer" in result:
         lines += ["EDSR body layer, N=16, 64->64, 48x48, 3x3 (median of repeats, best of 3 interleaved rounds):", "",
@@ -398,7 +368,9 @@ def main(argv=None) -> int:
     p.add_argument("--skip-layer", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--json", default="bench_int8.json", help="output JSON (default bench_int8.json)")
+    p.add_argument("--json", default=None,
+                   help="output JSON, which must not exist yet: one file per run, never an earlier one "
+                        "overwritten (default bench_int8_<UTC date_time>.json)")
     p.add_argument("--score-dir", default=int8_photos.SCORE_DIR,
                    help=f"photos scored, HR/ + LR_bicubic/X2/ (default {int8_photos.SCORE_DIR}); those the models "
                         "were trained or validated on are left out")
@@ -415,9 +387,17 @@ def main(argv=None) -> int:
         p.error("--opt and --model go together")
     if bool(args.edsr_opt) != bool(args.edsr_model):
         p.error("--edsr-opt and --edsr-model go together")
+    started = time.gmtime()
+    if args.json is None:
+        args.json = time.strftime("bench_int8_%Y-%m-%d_%H%M%S.json", started)
+    if os.path.exists(args.json):
+        p.error(f"--json {args.json}: the file exists; a results file is never overwritten (one file per run): "
+                "give a new name, e.g. with the date and time")
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = {"env": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    result = {"env": {"date": time.strftime("%Y-%m-%d %H:%M UTC", started),
+                      "command": "python benchmarks/bench_int8.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                      "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "loadavg_before": open("/proc/loadavg").read().split()[0]}}
     try:
         with open("/proc/cpuinfo") as f:
@@ -436,8 +416,14 @@ def main(argv=None) -> int:
         return 2
     result["env"]["loadavg_after"] = open("/proc/loadavg").read().split()[0]
     print(markdown(result))
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
+    try:
+        with open(args.json, "x") as f:  # "x": never an earlier run's file overwritten
+            json.dump(result, f, indent=2)
+    except FileExistsError:
+        print(json.dumps(result, indent=2))
+        print(f"bench_int8: error: {args.json} appeared during the run; not overwritten (the JSON is above)",
+              file=sys.stderr)
+        return 2
     print(f"\nwrote {args.json}")
     return 0
 

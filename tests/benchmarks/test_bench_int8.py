@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -75,6 +76,28 @@ def test_quick_run_scores_only_unseen_photos_and_names_them(tmp_path, capsys):
         in printed
     assert "Left out of scoring: skimage_astronaut (training photo of the quick model)." in printed
     assert "quality only (--quick: nothing timed)" in printed
+    env = json.loads(out.read_text())["env"]  # every results file says when and where it was measured
+    assert env["date"].endswith(" UTC") and env["cpu"] and env["threads"] >= 1
+    assert env["command"].startswith("python benchmarks/bench_int8.py --quick")
+    assert f"Measured {env['date']}." in printed
+
+
+def test_an_existing_results_file_is_never_overwritten(tmp_path, capsys, monkeypatch):
+    """One file per run: an existing --json is refused before anything runs, and the default name
+    carries the date and time."""
+    bench = _load("bench_int8")
+    earlier = tmp_path / "r.json"
+    earlier.write_text('{"earlier": "run"}')
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", "--json", str(earlier)])
+    assert exc.value.code == 2
+    assert "the file exists; a results file is never overwritten" in capsys.readouterr().err
+    assert earlier.read_text() == '{"earlier": "run"}'
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bench, "select_photos", lambda args: (_ for _ in ()).throw(SystemExit(args.json)))
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick"])
+    assert re.fullmatch(r"bench_int8_\d{4}-\d\d-\d\d_\d{6}\.json", str(exc.value.code))
 
 
 def test_a_model_s_manifest_decides_what_is_scored(tmp_path):

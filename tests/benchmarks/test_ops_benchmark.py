@@ -41,6 +41,25 @@ def test_bad_arguments_are_named(argv, message, capsys):
     assert re.search(message, capsys.readouterr().err)
 
 
+def test_an_existing_results_file_is_never_overwritten(tmp_path, capsys):
+    """One file per run: --json naming an existing file is refused before anything runs, and the
+    final move refuses a file that appeared during the run, keeping both."""
+    bench = _load_module()
+    earlier = tmp_path / "bench.json"
+    earlier.write_text('{"earlier": "run"}')
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(["--json", str(earlier)])
+    assert exc.value.code == 2
+    assert "the file exists; a results file is never overwritten" in capsys.readouterr().err
+    new = tmp_path / "bench.json.tmp"
+    new.write_text('{"new": "run"}')
+    assert not bench.publish_new(new, earlier)
+    assert earlier.read_text() == '{"earlier": "run"}' and new.exists()
+    fresh = tmp_path / "bench_2.json"
+    assert bench.publish_new(new, fresh)
+    assert fresh.read_text() == '{"new": "run"}' and not new.exists()
+
+
 @pytest.mark.slow
 def test_small_run_reports_ratios_memory_and_machine(tmp_path):
     out = tmp_path / "bench.json"

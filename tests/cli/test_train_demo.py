@@ -8,6 +8,7 @@ that its untrained net (which already outputs PyTorch bicubic, above MATLAB bicu
 
 from __future__ import annotations
 
+import json
 import os
 
 import cv2
@@ -43,6 +44,15 @@ def test_demo_end_to_end_tiny(tmp_path, monkeypatch, capsys):
     bicubic = float(report.split("| bicubic | ")[1].split(" / ")[0])
     assert 30 < bicubic < 40  # x2 MATLAB bicubic on the cat photo, Y channel
     assert "- AdderEDSR: 2 iterations, trained in" in report and "- EDSR: 2 iterations" in report
+    # every run leaves its own record, with date and machine; a second run would not overwrite it
+    records = sorted(out.glob("results_*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["date"].endswith(" UTC") and record["date"] in report and record["machine"]["cpu"] in report
+    assert record["machine"]["torch"] and record["arguments"]["iters"] == 2
+    assert set(record["scores"]) == {"bicubic", "AdderEDSR", "EDSR"}
+    assert f"{record['scores']['bicubic']['chelsea']['y_psnr']:.2f} / " in report
+    assert record["training"]["EDSR"]["iterations"] == 2
     png = cv2.imread(str(out / "comparison_chelsea.png"))
     assert png.shape == (256, 4 * 256 + 3 * 4, 3)  # bicubic | AdderEDSR | EDSR | HR, labelled 256² crops
     for name in ("demo_adder_edsr_x2", "demo_edsr_x2"):

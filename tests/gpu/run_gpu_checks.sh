@@ -125,7 +125,7 @@ assert s["extension_loaded"] and "CUDA" not in s["reference_backends"], s
 
   section "benchmark vs cuDNN conv (TF32 off and on)"
   timeout "$(budget 150)" "$PY" benchmarks/bench_adder_conv.py --device cuda --markdown --reference-budget 5 \
-    ${OUT:+--json "$OUT/bench_cuda.json"} || fail "benchmark"
+    ${OUT:+--json "$OUT/bench_cuda_$(date -u +%Y-%m-%d_%H%M%S).json"} || fail "benchmark"  # one file per run
 
   section "done"
   if [ "$STATUS" = 0 ]; then echo "ALL GPU CHECKS PASSED"; else echo "SOME GPU CHECKS FAILED"; fi

@@ -1,7 +1,7 @@
 """The measurements of benchmarks/bench_adder_conv.py: the layer cases, the timed calls, peak memory.
 
-``addersr::adder_conv2d``, its pure-PyTorch reference and ``F.conv2d`` (NCHW and channels_last)
-on one layer shape: :class:`Problem` builds the inputs and the call of each (implementation,
+``addersr::adder_conv2d`` (on NCHW and channels_last inputs, with either float CPU kernel), its
+pure-PyTorch reference and ``F.conv2d`` (NCHW and channels_last) on one layer shape: :class:`Problem` builds the inputs and the call of each (implementation,
 mode); :func:`time_interleaved` times calls taking turns; :func:`measure_once` runs one call
 once for its time and peak memory (a slow one after a probe that estimates its cost), and
 :func:`measure_in_fork` does so in a freshly forked process. The CLI and the report are in
@@ -60,6 +60,9 @@ CASES: Dict[str, Case] = {
     "paper": Case("paper-scale EDSR layer", 4, 256, 256, 48),
 }
 IMPLS = ("conv", "adder", "reference")
+# The float CPU kernels the op can be told to use (csrc/cpu/adder_conv2d_cpu_avx512.cpp): the C++
+# side reads this variable at every call, so one process can time both, taking turns.
+FLOAT_KERNEL_ENV = "ADDERSR_FLOAT_KERNEL"
 MODES = ("fwd", "fwdbwd")
 # Image side of the one-sample probe that estimates a slow implementation's cost.
 PROBE_HW = 16
@@ -88,13 +91,14 @@ class Problem:
         if impl == "conv_cl":  # oneDNN's faster layout on CPU: same numbers, NHWC strides
             cl = torch.channels_last
             return F.conv2d(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl), None, 1, self.padding)
-        fn = adder_conv2d if impl == "adder" else adder_conv2d_reference
+        # adder_cl: the op on a channels_last input (a network run in that layout)
+        fn = adder_conv2d if impl in ("adder", "adder_cl") else adder_conv2d_reference
         return fn(x, w, None, 1, self.padding)
 
     def call(self, impl: str, mode: str) -> Callable[[], None]:
         """A no-argument callable that runs one forward (no grad) or forward+backward."""
-        # conv_cl: inputs already channels_last (a network run in that layout keeps them so)
-        layout = torch.channels_last if impl == "conv_cl" else torch.contiguous_format
+        # conv_cl, adder_cl: inputs already channels_last (a network run in that layout keeps them so)
+        layout = torch.channels_last if impl in ("conv_cl", "adder_cl") else torch.contiguous_format
         x0, w0 = self.x.contiguous(memory_format=layout), self.w.contiguous(memory_format=layout)
         if mode == "fwd":
             def run():
@@ -112,6 +116,48 @@ class Problem:
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def with_float_kernel(kernel: Optional[str], fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` run with the float CPU kernel ``kernel`` ("avx2" forces the AVX2 kernels; any other
+    value lets the op use AVX-512 where the CPU has it); ``None`` leaves the environment alone."""
+    if kernel is None:
+        return fn
+
+    def run():
+        os.environ[FLOAT_KERNEL_ENV] = kernel
+        fn()
+    return run
+
+
+# Inputs of the float kernels' accuracy check: the EDSR layer's shape (576 taps) on 2 images,
+# weights ~N(0, 1), features ~N(mean, std). "realistic": features of a trained body layer's
+# spread; "dc_offset": features and weights sharing a large mean, the case where the AVX-512
+# forward's Σx + Σw − 2·Σmin(x, w) cancels most (|y| is small next to Σx and Σw).
+ACCURACY_INPUTS = {"realistic": (0.0, 5.0, 0.0), "dc_offset": (100.0, 1.0, 100.0)}
+
+
+def float_kernel_accuracy(kernels: List[str]) -> Dict[str, dict]:
+    """Largest error of each float CPU kernel's forward against the float64 reference, absolute
+    and relative to the largest |y| (a padded border tap adds |0 − w|, so the border outputs are
+    the largest in "dc_offset"; its median |y| is the interior's size), on ACCURACY_INPUTS."""
+    case = CASES["edsr"]
+    out = {}
+    for name, (x_mean, x_std, w_mean) in ACCURACY_INPUTS.items():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(2, case.cin, case.hw, case.hw, generator=g, dtype=torch.float64) * x_std + x_mean
+        w = torch.randn(case.cout, case.cin, case.k, case.k, generator=g, dtype=torch.float64) + w_mean
+        expected = adder_conv2d_reference(x, w, None, 1, case.padding)
+        scale = expected.abs().max().item()
+        result = {"x": f"N({x_mean:g}, {x_std:g})", "w": f"N({w_mean:g}, 1)", "max_abs_y": scale,
+                  "median_abs_y": expected.abs().median().item()}
+        for k in kernels:
+            with_float_kernel(k, lambda: None)()  # sets the variable
+            err = (adder_conv2d(x.float(), w.float(), None, 1, case.padding).double() - expected).abs().max().item()
+            result[k] = {"max_abs_error": err, "max_error_rel_to_max_abs_y": err / scale}
+        out[name] = result
+    os.environ.pop(FLOAT_KERNEL_ENV, None)
+    return out
 
 
 def timed(problem: Problem, fn: Callable[[], None]) -> float:
@@ -204,14 +250,16 @@ def _mem_available() -> Optional[int]:
 # --------------------------------------------------------------------------- one measurement
 
 def measure_once(case: Case, impl: str, mode: str, device: torch.device, dtype: torch.dtype,
-                 slow: bool, budget_s: float, memory: bool) -> dict:
+                 slow: bool, budget_s: float, memory: bool, float_kernel: Optional[str] = None) -> dict:
     """Warm up, then run (impl, mode) once, recording its time and peak memory.
 
     A slow implementation (the reference, or the op when it falls back to it) is first probed
     on one small sample, which also warms it up; when the probe extrapolated to the full batch
     and image exceeds ``budget_s`` seconds, or half the free memory, the full run is skipped
-    with the estimate as the reason.
+    with the estimate as the reason. ``float_kernel``: see :func:`with_float_kernel`.
     """
+    if float_kernel is not None:
+        os.environ[FLOAT_KERNEL_ENV] = float_kernel
     meter = PeakMeter(device)
     if slow:
         # Its cost is linear in samples × output pixels: probe one sample of a small image.

@@ -2,13 +2,16 @@
 """Time and memory of ``addersr::adder_conv2d`` as ratios to ``F.conv2d`` on the same layer.
 
     python benchmarks/bench_adder_conv.py [--device cpu|cuda] [--repeat N] [--cases edsr,vdsr,stem,paper]
-                                          [--json PATH] [--markdown]
+                                          [--float-kernels avx512,avx2] [--json PATH | --json-dir DIR]
+                                          [--markdown]
 
 For every case the adder op and a convolution of the same shape are timed in this process,
 interleaved (conv, adder, conv, adder, ...) after a warm-up, and the medians compared. The
 pure-PyTorch reference is timed once per mode, after a one-sample probe has estimated that it
 fits the time budget. Peak memory is the high-water mark above a warm baseline: on CPU the
 process RSS of a freshly forked child per measurement, on CUDA ``torch.cuda.max_memory_allocated``.
+On CPU the float kernels (AVX-512 where the CPU has it, AVX2) are timed side by side in the same
+process (``ADDERSR_FLOAT_KERNEL`` set before each call), on NCHW and channels_last inputs.
 Method and results: docs/benchmarks.md. Nothing here asserts a timing. The measurements
 themselves (cases, timed calls, peak memory, forked runs) are in adder_conv_measure.py; this
 file holds the command line, the run of both phases and the report.
@@ -33,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # adder_conv_measure, 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the fallback warning is reported below, in the header
     from addersr_plugin.ops import extension_status
+    from addersr_plugin.ops._extension import cpu_has_avx512
     from adder_conv_measure import (CASES, IMPLS, MODES, Problem, measure_in_fork, measure_once,
-                                    time_interleaved)
+                                    float_kernel_accuracy, time_interleaved, with_float_kernel)
+FLOAT_KERNELS = ("avx512", "avx2")
 
 # The issue's targets for the EDSR layer on the 2-core CPU.
 TARGETS = {"fwd": 2.5, "fwdbwd": 3.0, "memory": 2.0}
@@ -61,6 +66,7 @@ def machine_info(device: torch.device) -> dict:
         # Other processes on the machine inflate and scatter timings; the reader should know.
         "load_average_1min_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "extension_loaded": status["extension_loaded"],
+        "cpu_float_kernel_default": status["cpu_float_kernel"],
         "kernel": "compiled" if status["extension_loaded"] and device.type.upper() not in
         status["reference_backends"] else "pure-PyTorch reference (fallback)",
     }
@@ -128,6 +134,47 @@ def markdown(report: dict) -> str:
                 conv, adder = m.get(f"conv_{mode}"), m.get(f"adder_{mode}")
                 row.append(_ratio(adder, conv))
             lines.append("| " + " | ".join(row) + " |")
+    kernels = report["settings"].get("float_kernels") or []
+    if kernels:
+        lines += ["", kernel_table(report, kernels)]
+    if report.get("float_kernel_accuracy"):
+        lines += ["", accuracy_table(report["float_kernel_accuracy"], kernels)]
+    return "\n".join(lines)
+
+
+def accuracy_table(accuracy: dict, kernels: List[str]) -> str:
+    """The forward's largest error against the float64 reference, per float kernel."""
+    lines = ["Forward error against the float64 reference (EDSR layer shape, 2 images, 576 taps):", "",
+             "| inputs | x | w | max \\|y\\| | median \\|y\\| | "
+             + " | ".join(f"{k} max error (rel. to max \\|y\\|)" for k in kernels) + " |",
+             "|---|---|---|---:|---:|" + "---:|" * len(kernels)]
+    for name, r in accuracy.items():
+        row = [name, r["x"], r["w"], f"{r['max_abs_y']:.0f}", f"{r['median_abs_y']:.0f}"]
+        row += [f"{r[k]['max_abs_error']:.2g} ({r[k]['max_error_rel_to_max_abs_y']:.1e})" for k in kernels]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def kernel_table(report: dict, kernels: List[str]) -> str:
+    """Each float CPU kernel as ratios to the NCHW and the channels_last conv, on NCHW and
+    channels_last adder inputs (the op returns NCHW either way), with its peak memory."""
+    lines = ["Float CPU kernels side by side (same process, interleaved; ratios of medians; "
+             "`adder` NCHW input, `adder_cl` channels_last input):", "",
+             "| case | float kernel | adder fwd ms | fwd × conv NCHW | fwd × conv channels_last "
+             "| fwd+bwd × conv NCHW | fwd+bwd × conv channels_last | adder_cl fwd × conv channels_last "
+             "| adder_cl fwd+bwd × conv channels_last | peak MiB fwd / fwd+bwd |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["cases"].values():
+        t, m = r["time"], r["memory"]
+        for k in kernels:
+            med = {key: t.get(key, {}).get("median_s") for key in t}
+            row = [r["title"], k, _ms(med.get(f"adder_{k}_fwd"))]
+            for mode in MODES:
+                row += [_ratio(med.get(f"adder_{k}_{mode}"), med.get(f"conv_{mode}")),
+                        _ratio(med.get(f"adder_{k}_{mode}"), med.get(f"conv_cl_{mode}"))]
+            row += [_ratio(med.get(f"adder_cl_{k}_{mode}"), med.get(f"conv_cl_{mode}")) for mode in MODES]
+            row.append(" / ".join(_mib(m.get(f"adder_{k}_{mode}")) for mode in MODES))
+            lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -183,8 +230,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="skip a reference run estimated to take longer (default 30)")
     p.add_argument("--no-reference", action="store_true", help="do not run the reference")
     p.add_argument("--no-memory", action="store_true", help="do not measure peak memory")
+    p.add_argument("--float-kernels", default=None, metavar="LIST",
+                   help="CPU: float kernels to time side by side, from avx512,avx2 (default: those this CPU "
+                        "has; the first is the one the main table reports)")
     p.add_argument("--json", type=Path, metavar="PATH",
                    help="also write all results as JSON to PATH, which must not exist yet (one file per run)")
+    p.add_argument("--json-dir", type=Path, metavar="DIR",
+                   help="write the JSON to a new file DIR/bench_adder_conv_<date>_<time>.json (never overwrites)")
     p.add_argument("--markdown", action="store_true", help="print a table for docs/benchmarks.md")
     args = p.parse_args(argv)
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -203,7 +255,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.json is not None and args.json.exists():
         p.error(f"--json {args.json}: the file exists; a results file is never overwritten (one file per "
                 "run): give a new name, e.g. with the date and time")
+    if args.json and args.json_dir:
+        p.error("--json and --json-dir: give one")
+    args.float_kernels = _float_kernels(p, args)
     return args
+
+
+def _float_kernels(p: argparse.ArgumentParser, args: argparse.Namespace) -> List[str]:
+    """The float CPU kernels to time: none on CUDA, else the given ones or all this CPU has."""
+    if args.device != "cpu":
+        if args.float_kernels:
+            p.error("--float-kernels: CPU only")
+        return []
+    if args.float_kernels is None:
+        return list(FLOAT_KERNELS) if cpu_has_avx512() else ["avx2"]
+    names = [k.strip() for k in args.float_kernels.split(",") if k.strip()]
+    unknown = [k for k in names if k not in FLOAT_KERNELS]
+    if unknown or not names:
+        p.error(f"--float-kernels: unknown kernel(s) {unknown or '(none given)'}; choose from "
+                f"{', '.join(FLOAT_KERNELS)}")
+    if "avx512" in names and not cpu_has_avx512():
+        p.error("--float-kernels avx512: this CPU lacks AVX-512 F/DQ/VL/BW")
+    return names
+
+
+def new_json_path(directory: Path, date: str) -> Path:
+    """DIR/bench_adder_conv_<YYYY-MM-DD_HHMM>.json, with _2, _3, ... when that name is taken."""
+    stem = "bench_adder_conv_" + date.replace(" UTC", "").replace(" ", "_").replace(":", "")
+    path, i = directory / f"{stem}.json", 2
+    while path.exists():
+        path, i = directory / f"{stem}_{i}.json", i + 1
+    return path
 
 
 def main(argv=None) -> int:
@@ -219,33 +301,38 @@ def main(argv=None) -> int:
         print("  NOTE: the compiled kernels are not in use; 'adder' below is the slow reference path.")
 
     cases = {name: CASES[name] for name in args.cases}
+    kernels = [] if adder_is_slow else args.float_kernels
     forked = device.type == "cpu"
     measured: Dict[str, Dict[str, dict]] = {name: {} for name in cases}
-    singles = [(impl, mode) for impl in IMPLS for mode in MODES
+    # (key, impl, mode, float kernel): the adder once per float kernel on CPU
+    singles = [(f"{impl}_{k}" if impl == "adder" and k else impl, impl, mode, k) for impl in IMPLS
+               for k in ((kernels or [None]) if impl == "adder" else [None]) for mode in MODES
                if not (impl == "reference" and args.no_reference)]
     if not args.no_memory or not args.no_reference:
         # Phase 1: single runs (peak memory of everything, time of the reference). On CPU each in a
         # freshly forked process; this must come before phase 2 computes anything here.
         print("\n## single runs" + (" (peak memory; reference time)" if not args.no_memory else ""))
         for name, case in cases.items():
-            for impl, mode in singles:
+            for key, impl, mode, kernel in singles:
                 slow = impl == "reference" or (impl == "adder" and adder_is_slow)
                 if args.no_memory and not slow:
                     continue
-                run_args = (case, impl, mode, device, dtype, slow, args.reference_budget, not args.no_memory)
+                run_args = (case, impl, mode, device, dtype, slow, args.reference_budget, not args.no_memory, kernel)
                 result = (measure_in_fork(3 * args.reference_budget + 120, *run_args) if forked
                           else measure_once(*run_args))
-                measured[name][f"{impl}_{mode}"] = result
+                measured[name][f"{key}_{mode}"] = result
+                if kernels and key == f"adder_{kernels[0]}":  # the main table's adder column
+                    measured[name][f"adder_{mode}"] = result
                 detail = result.get("skipped") or result.get("error") or (
                     f"{_ms(result['seconds'])} ms" + (f", peak +{result['peak_mib']:.0f} MiB"
                                                       if result.get("peak_mib") is not None else ""))
-                print(f"  {name:6s} {impl:9s} {mode:7s} {detail}", flush=True)
+                print(f"  {name:6s} {key:12s} {mode:7s} {detail}", flush=True)
 
     # Phase 2: conv vs adder, interleaved, in this process.
     print(f"\n## timing: {args.repeat} interleaved repeats after {args.warmup} warm-up runs (medians)")
     report = {"machine": info, "settings": {
         "repeat": args.repeat, "warmup": args.warmup, "dtype": args.dtype,
-        "reference_budget_s": args.reference_budget,
+        "reference_budget_s": args.reference_budget, "float_kernels": kernels,
         "memory_method": None if args.no_memory else (
             "RSS high-water mark of a forked process per measurement" if forked
             else "torch.cuda.max_memory_allocated above the allocated baseline")}, "cases": {}}
@@ -258,7 +345,11 @@ def main(argv=None) -> int:
                 calls[f"conv_cl_{mode}"] = problem.call("conv_cl", mode)
             if device.type == "cuda":
                 calls[f"conv_tf32_{mode}"] = problem.call("conv", mode)
-            if not adder_is_slow:
+            if kernels:  # CPU: every float kernel, NCHW and channels_last input
+                for k in kernels:
+                    calls[f"adder_{k}_{mode}"] = with_float_kernel(k, problem.call("adder", mode))
+                    calls[f"adder_cl_{k}_{mode}"] = with_float_kernel(k, problem.call("adder_cl", mode))
+            elif not adder_is_slow:
                 calls[f"adder_{mode}"] = problem.call("adder", mode)
         if device.type == "cuda":
             tf32 = {f"conv_{m}": False for m in MODES} | {f"conv_tf32_{m}": True for m in MODES}
@@ -267,6 +358,10 @@ def main(argv=None) -> int:
             times = time_interleaved(problem, calls, args.repeat, args.warmup, tf32)
         finally:
             torch.backends.cudnn.allow_tf32 = saved_tf32
+            os.environ.pop("ADDERSR_FLOAT_KERNEL", None)
+        for mode in MODES:  # the main table's adder column: the first float kernel
+            if kernels:
+                times[f"adder_{mode}"] = times[f"adder_{kernels[0]}_{mode}"]
         if adder_is_slow:  # the slow path was timed once in phase 1, like the reference
             for mode in MODES:
                 single = measured[name].get(f"adder_{mode}", {})
@@ -284,12 +379,18 @@ def main(argv=None) -> int:
                 line.append(f"(vs TF32 conv {_ratio(adder, times[f'conv_tf32_{mode}']['median_s'])})")
             if f"conv_cl_{mode}" in times:
                 line.append(f"(vs channels_last conv {_ratio(adder, times[f'conv_cl_{mode}']['median_s'])})")
+            for k in kernels[1:]:
+                other = times[f"adder_{k}_{mode}"]["median_s"]
+                line.append(f"[{k}: {_ratio(other, conv)}, vs channels_last conv "
+                            f"{_ratio(other, times[f'conv_cl_{mode}']['median_s'])}]")
             ref = reference[mode]
             line.append(f"reference {_ratio(ref['seconds'], conv)}" if "seconds" in ref else "reference skipped")
         print(" | ".join(line), flush=True)
 
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    if kernels:  # after the timing: it runs the (slow) float64 reference
+        report["float_kernel_accuracy"] = float_kernel_accuracy(kernels)
     targets = target_lines(report)
     report["targets"] = targets
     if targets:
@@ -298,15 +399,19 @@ def main(argv=None) -> int:
             print("  " + line)
     if args.markdown:
         print("\n" + markdown(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+    path = args.json
+    if args.json_dir:
+        args.json_dir.mkdir(parents=True, exist_ok=True)
+        path = new_json_path(args.json_dir, info["date"])
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps(report, indent=2, default=str))
-        if not publish_new(tmp, args.json):  # never a half-written file, never an earlier run's overwritten
-            print(f"bench_adder_conv: error: {args.json} appeared during the run; results left in {tmp}",
+        if not publish_new(tmp, path):  # never a half-written file, never an earlier run's overwritten
+            print(f"bench_adder_conv: error: {path} appeared during the run; results left in {tmp}",
                   file=sys.stderr)
             return 2
-        print(f"\nwrote {args.json}")
+        print(f"\nwrote {path}")
     return 0
 
 

@@ -28,17 +28,47 @@ _FALLBACK_BACKENDS: list = []
 _FALLBACK_LIB = None  # keeps the Python-defined library alive
 
 
-def _cpu_supports_build() -> str | None:
-    """The x86-64 build uses AVX2/FMA; refuse to load it (SIGILL) on a CPU without them."""
+# The CPU features the float kernels' AVX-512 path needs (csrc/cpu/adder_conv2d_cpu_avx512.cpp
+# checks the same ones with __builtin_cpu_supports), and the variable that turns it off.
+AVX512_FLAGS = ("avx512f", "avx512dq", "avx512vl", "avx512bw")
+FLOAT_KERNEL_ENV = "ADDERSR_FLOAT_KERNEL"
+
+
+def _cpu_flags() -> set | None:
+    """The x86 feature flags of /proc/cpuinfo; None where they cannot be read (or not x86-64)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((ln for ln in f if ln.startswith("flags")), "")
+            line = next((ln for ln in f if ln.startswith("flags")), "")
     except OSError:
         return None
-    missing = [f for f in ("avx2", "fma") if f" {f}" not in flags]
+    return set(line.partition(":")[2].split())
+
+
+def _cpu_supports_build() -> str | None:
+    """The x86-64 build uses AVX2/FMA; refuse to load it (SIGILL) on a CPU without them."""
+    flags = _cpu_flags()
+    if flags is None:
+        return None
+    missing = [f for f in ("avx2", "fma") if f not in flags]
     return f"this CPU lacks {', '.join(missing)}" if missing else None
+
+
+def cpu_has_avx512() -> bool:
+    """True when this CPU has what the float kernels' AVX-512 path needs (x86-64 only)."""
+    flags = _cpu_flags()
+    return flags is not None and all(f in flags for f in AVX512_FLAGS)
+
+
+def cpu_float_kernel() -> str:
+    """Which compiled kernels serve a float32 CPU call now: "avx512" (where the CPU has it),
+    "avx2" (else, or when ADDERSR_FLOAT_KERNEL=avx2 forces it; read at every call, like the C++
+    side does), or "reference" when the extension is not loaded. float64 always runs "avx2"."""
+    if not _LOADED:
+        return "reference"
+    forced = os.environ.get(FLOAT_KERNEL_ENV, "") == "avx2"
+    return "avx512" if cpu_has_avx512() and not forced else "avx2"
 
 
 def _try_load() -> None:
@@ -67,6 +97,10 @@ def _register_fallbacks() -> None:
         "adder_conv2d": lambda x, w, b, s, p, d, g, _wg, _ig: reference.reference_forward(x, w, b, s, p, d, g),
         "adder_conv2d_grad_input": reference.reference_grad_input,
         "adder_conv2d_grad_weight": reference.reference_grad_weight,
+        "adder_conv2d_amp": lambda x, w, b, s, p, d, g, _wg, _ig, cd: reference.reference_amp_forward(
+            x, w, b, s, p, d, g, cd),
+        "adder_conv2d_amp_grad_input": reference.reference_amp_grad_input,
+        "adder_conv2d_amp_grad_weight": reference.reference_amp_grad_weight,
         "adder_conv2d_u8": reference_u8.fallback_forward_u8,
         "adder_conv2d_u8_affine": reference_u8.fallback_forward_u8_affine,
     }
@@ -115,4 +149,5 @@ def extension_status() -> dict:
         "extension_loaded": _LOADED,
         "load_error": _LOAD_ERROR,
         "reference_backends": list(_FALLBACK_BACKENDS),
+        "cpu_float_kernel": cpu_float_kernel(),
     }

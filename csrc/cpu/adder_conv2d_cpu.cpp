@@ -10,6 +10,8 @@
 //   * the full-precision weight gradient uses the exact identity
 //       Σ G·(X − W) = conv2d_weight_grad(X, G) − W·Σ G
 //     so oneDNN's convolution backward does the heavy part.
+// float32 runs the AVX-512 kernels of adder_conv2d_cpu_avx512.cpp instead where the CPU has
+// AVX-512 (checked at run time; ADDERSR_FLOAT_KERNEL=avx2 forces the kernels here).
 // fp16/bf16 inputs are computed in fp32 and cast back (fp32 accumulation).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -20,6 +22,8 @@
 #include <vector>
 
 #include "adder_conv2d_geometry.h"  // csrc/, on the include path
+#include "cpu/adder_conv2d_cpu_avx512.h"
+#include "cpu/adder_conv2d_cpu_pack.h"
 
 namespace addersr {
 namespace {
@@ -43,49 +47,11 @@ constexpr int64_t kChunkPanels = 8;
 template <typename T>
 constexpr int64_t chunk_pixels() { return kChunkPanels * nr<T>(); }
 
-int64_t ceil_div_nonneg(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
+using cpu_pack::pack_columns;
+using cpu_pack::pack_grad_rows;
 
 // ---------------------------------------------------------------------------
-// Packing
-
-// im2col of output pixels [p0, p0 + count) of one image's group channels `x`
-// (contiguous CHW) into cols[k][c] (row stride CP = chunk_pixels), k over the
-// group's taps (ci, i, j). Padded taps, pixels past `count` and rows in
-// [K, k_rows) are zero. Runs of one output row are copied without per-element
-// bounds checks (a plain copy when the stride is 1).
-template <typename T>
-void pack_columns(const T* x, const Geometry& g, int64_t p0, int64_t count, int64_t k_rows, T* cols) {
-  constexpr int64_t CP = chunk_pixels<T>();
-  std::fill(cols, cols + k_rows * CP, T(0));
-  for (int64_t ci = 0; ci < g.cin_g(); ++ci) {
-    const T* xc = x + ci * g.H * g.W;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      for (int64_t j = 0; j < g.kw; ++j) {
-        T* dst = cols + ((ci * g.kh + i) * g.kw + j) * CP;
-        const int64_t shift = j * g.dw - g.pw;  // iw = ow·sw + shift
-        // Output columns whose tap lands inside the image: 0 <= ow·sw + shift < W.
-        const int64_t ow_lo = ceil_div_nonneg(-shift, g.sw);
-        const int64_t ow_hi = g.W - 1 - shift < 0 ? 0 : std::min(g.Wo, (g.W - 1 - shift) / g.sw + 1);
-        for (int64_t c = 0; c < count;) {
-          const int64_t p = p0 + c, oh = p / g.Wo, ow0 = p % g.Wo;
-          const int64_t run = std::min(g.Wo - ow0, count - c);
-          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-          if (ih >= 0 && ih < g.H) {
-            const T* src = xc + ih * g.W + shift;
-            const int64_t a = std::max(ow0, ow_lo), b = std::min(ow0 + run, ow_hi);
-            T* d = dst + c - ow0;
-            if (g.sw == 1) {
-              for (int64_t ow = a; ow < b; ++ow) d[ow] = src[ow];
-            } else {
-              for (int64_t ow = a; ow < b; ++ow) d[ow] = src[ow * g.sw];
-            }
-          }
-          c += run;
-        }
-      }
-    }
-  }
-}
+// Packing (im2col of a chunk: cpu_pack::pack_columns, shared with the AVX-512 kernels)
 
 // Packs one group's weights (Cout/g × K, row-major) into MR-row panels:
 // out[panel][k][r], rows beyond Cout/g zero.
@@ -107,17 +73,6 @@ std::vector<T> pack_weight_taps(const T* w, int64_t rows, int64_t K) {
   for (int64_t co = 0; co < rows; ++co)
     for (int64_t k = 0; k < K; ++k) out[((k / KR) * rows + co) * KR + k % KR] = w[co * K + k];
   return out;
-}
-
-// Copies grad_output rows (Cout/g channels, pixels [p0, p0+count)) into
-// out[co][c] (row stride CP), pixels past `count` zero so they add nothing.
-template <typename T>
-void pack_grad_rows(const T* gout, int64_t rows, int64_t L, int64_t p0, int64_t count, T* out) {
-  constexpr int64_t CP = chunk_pixels<T>();
-  for (int64_t co = 0; co < rows; ++co) {
-    std::copy(gout + co * L + p0, gout + co * L + p0 + count, out + co * CP);
-    std::fill(out + co * CP + count, out + (co + 1) * CP, T(0));
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -264,7 +219,7 @@ void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const
     for (int64_t it = begin; it < end; ++it) {
       const int64_t chunk = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
       const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
-      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, cols.data());
+      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, CP, cols.data());
       // K blocks of kForwardKBlock taps keep one pixel panel's inputs (kb × NR values)
       // in L1 while every MR-row weight panel of the group streams past it.
       for (int64_t k0 = 0; k0 < K; k0 += kForwardKBlock) {
@@ -284,14 +239,14 @@ void forward_impl(const at::Tensor& x, const at::Tensor& w, const T* bias, const
 }
 
 // Input gradient of one image in two steps: the column gradient dcols
-// ((groups·K) × L, one image's im2col) from packed chunks, then col2im.
+// ((groups·K) × L, one image's im2col) from packed chunks here, then col2im
+// (cpu_pack::grad_input_schedule runs both).
 template <typename T, bool kSign>
 struct GradInputImage {
   const Geometry& g;
   const T* xd;
   const T* gd;
   const std::vector<std::vector<T>>& wpack;  // per group, KR-tap panels
-  T* gxd;
 
   int64_t k_rows() const { return (g.K() + KR - 1) / KR * KR; }
   int64_t n_chunks() const { return (g.L() + chunk_pixels<T>() - 1) / chunk_pixels<T>(); }
@@ -305,8 +260,8 @@ struct GradInputImage {
     for (int64_t it = begin; it < end; ++it) {
       const int64_t chunk = it % nc, gi = it / nc;
       const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
-      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, k_rows(), cols.data());
-      pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
+      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, k_rows(), CP, cols.data());
+      pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, CP, gpan.data());
       for (int64_t k0 = 0; k0 < K; k0 += KR) {
         const T* wt = wpack[gi].data() + (k0 / KR) * cg * KR;
         T* drow = dcols + (gi * K + k0) * L + p0;
@@ -317,62 +272,19 @@ struct GradInputImage {
       }
     }
   }
-
-  // col2im of input channels [begin, end) of image n (each channel's taps are
-  // disjoint rows of dcols, so channels can run in parallel).
-  void col2im(int64_t n, int64_t begin, int64_t end, const T* dcols) const {
-    const int64_t K = g.K(), L = g.L();
-    for (int64_t c = begin; c < end; ++c) {
-      T* dst = gxd + (n * g.Cin + c) * g.H * g.W;
-      std::fill(dst, dst + g.H * g.W, T(0));
-      const int64_t gi = c / g.cin_g(), ci = c % g.cin_g();
-      for (int64_t i = 0; i < g.kh; ++i) {
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const T* src = dcols + (gi * K + (ci * g.kh + i) * g.kw + j) * L;
-          const int64_t shift = j * g.dw - g.pw;
-          const int64_t ow_lo = ceil_div_nonneg(-shift, g.sw);
-          const int64_t ow_hi = g.W - 1 - shift < 0 ? 0 : std::min(g.Wo, (g.W - 1 - shift) / g.sw + 1);
-          for (int64_t oh = 0; oh < g.Ho; ++oh) {
-            const int64_t ih = oh * g.sh - g.ph + i * g.dh;
-            if (ih < 0 || ih >= g.H) continue;
-            T* drow = dst + ih * g.W + shift;
-            const T* srow = src + oh * g.Wo;
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) drow[ow * g.sw] += srow[ow];
-          }
-        }
-      }
-    }
-  }
 };
 
 template <typename T, bool kSign>
 void grad_input_impl(const at::Tensor& gout, const at::Tensor& x, const at::Tensor& w, const Geometry& g,
                      at::Tensor& gx) {
-  const int64_t cg = g.cout_g(), dcols_size = g.groups * g.K() * g.L();
+  const int64_t cg = g.cout_g();
   std::vector<std::vector<T>> wpack(g.groups);
   for (int64_t gi = 0; gi < g.groups; ++gi)
     wpack[gi] = pack_weight_taps(w.data_ptr<T>() + gi * cg * g.K(), cg, g.K());
-  const GradInputImage<T, kSign> img{g, x.data_ptr<T>(), gout.data_ptr<T>(), wpack, gx.data_ptr<T>()};
-  if (g.N >= at::get_num_threads()) {
-    // Enough images: each thread takes whole images with its own dcols buffer.
-    // One parallel region per call (a barrier per image would stall every
-    // thread whenever one of them is descheduled on a busy machine).
-    at::parallel_for(0, g.N, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> dcols(dcols_size);
-      for (int64_t n = begin; n < end; ++n) {
-        img.columns(n, 0, img.items(), dcols.data());
-        img.col2im(n, 0, g.Cin, dcols.data());
-      }
-    });
-  } else {
-    // Few large images (e.g. inference-size crops): parallel inside each image.
-    std::vector<T> dcols(dcols_size);
-    for (int64_t n = 0; n < g.N; ++n) {
-      at::parallel_for(0, img.items(), 1,
-                       [&](int64_t begin, int64_t end) { img.columns(n, begin, end, dcols.data()); });
-      at::parallel_for(0, g.Cin, 1, [&](int64_t begin, int64_t end) { img.col2im(n, begin, end, dcols.data()); });
-    }
-  }
+  const GradInputImage<T, kSign> img{g, x.data_ptr<T>(), gout.data_ptr<T>(), wpack};
+  cpu_pack::grad_input_schedule<T>(
+      g, img.items(), [&](int64_t n, int64_t begin, int64_t end, T* dcols) { img.columns(n, begin, end, dcols); },
+      gx.data_ptr<T>());
 }
 
 template <typename T>
@@ -394,8 +306,8 @@ void grad_weight_sign_impl(const at::Tensor& gout, const at::Tensor& x, const at
     for (int64_t it = begin; it < end; ++it) {
       const int64_t chunk = it % n_chunks, gi = (it / n_chunks) % g.groups, n = it / (n_chunks * g.groups);
       const int64_t p0 = chunk * CP, count = std::min(CP, L - p0);
-      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, cols.data());
-      pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, gpan.data());
+      pack_columns(xd + (n * g.Cin + gi * g.cin_g()) * g.H * g.W, g, p0, count, K, CP, cols.data());
+      pack_grad_rows(gd + (n * g.Cout + gi * cg) * L, cg, L, p0, count, CP, gpan.data());
       grad_weight_sign_chunk<T>(wd + gi * cg * K, cols.data(), gpan.data(), cg, K, mine + gi * cg * K);
     }
   });
@@ -425,7 +337,10 @@ at::Tensor adder_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, c
   auto w = weight.to(ct).contiguous();
   at::Tensor b = bias.has_value() && bias->defined() ? bias->to(ct).contiguous() : at::Tensor();
   auto y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, x.options());
-  if (g.N > 0) {
+  if (g.N > 0 && ct == at::kFloat && cpu_avx512::enabled()) {
+    cpu_avx512::forward(x.data_ptr<float>(), w.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr, g,
+                        y.data_ptr<float>());
+  } else if (g.N > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, "adder_conv2d_cpu", [&] {
       forward_impl<scalar_t>(x, w, b.defined() ? b.data_ptr<scalar_t>() : nullptr, g, y);
     });
@@ -445,7 +360,10 @@ at::Tensor adder_conv2d_grad_input_cpu(const at::Tensor& grad_output, const at::
   auto w = weight.to(ct).contiguous();
   auto go = grad_output.to(ct).contiguous();
   auto gx = at::empty(x.sizes(), x.options());
-  if (g.N > 0) {
+  if (g.N > 0 && ct == at::kFloat && cpu_avx512::enabled()) {
+    cpu_avx512::grad_input(go.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(), g, sign,
+                           gx.data_ptr<float>());
+  } else if (g.N > 0) {
     AT_DISPATCH_FLOATING_TYPES(ct, "adder_conv2d_grad_input_cpu", [&] {
       if (sign) grad_input_impl<scalar_t, true>(go, x, w, g, gx);
       else grad_input_impl<scalar_t, false>(go, x, w, g, gx);
@@ -469,9 +387,14 @@ at::Tensor adder_conv2d_grad_weight_cpu(const at::Tensor& grad_output, const at:
   at::Tensor gw;
   if (sign) {
     gw = at::empty(w.sizes(), w.options());
-    AT_DISPATCH_FLOATING_TYPES(ct, "adder_conv2d_grad_weight_cpu", [&] {
-      grad_weight_sign_impl<scalar_t>(go, x, w, g, gw);
-    });
+    if (ct == at::kFloat && cpu_avx512::enabled()) {
+      cpu_avx512::grad_weight_sign(go.data_ptr<float>(), x.data_ptr<float>(), w.data_ptr<float>(), g,
+                                   gw.data_ptr<float>());
+    } else {
+      AT_DISPATCH_FLOATING_TYPES(ct, "adder_conv2d_grad_weight_cpu", [&] {
+        grad_weight_sign_impl<scalar_t>(go, x, w, g, gw);
+      });
+    }
   } else {
     // Σ_{n,p} G·(X − W) = conv2d_weight_grad(X, G) − W · Σ_{n,p} G   (exact; zero padding
     // makes padded taps contribute G·(0 − W) on both sides).

@@ -32,6 +32,8 @@ def _load_module():
     (["--cases", ","], r"unknown case\(s\) \(none given\)"),
     (["--repeat", "0"], r"--repeat must be at least 1"),
     (["--dtype", "float16"], r"--dtype float16: the CPU kernels support float32 and float64 only"),
+    (["--float-kernels", "avx2,sse"], r"--float-kernels: unknown kernel\(s\) \['sse'\]; choose from avx512, avx2"),
+    (["--json", "a.json", "--json-dir", "d"], r"--json and --json-dir: give one"),
 ])
 def test_bad_arguments_are_named(argv, message, capsys):
     bench = _load_module()
@@ -88,6 +90,10 @@ def test_small_run_reports_ratios_memory_and_machine(tmp_path):
         assert ("seconds" in ref and ref["seconds"] > 0) or ref["skipped"].startswith("est. "), ref
         if extension_available():
             assert stem["time"][f"adder_{mode}"]["median_s"] > 0
+            for k in report["settings"]["float_kernels"]:  # each float kernel, NCHW and channels_last input
+                assert stem["time"][f"adder_{k}_{mode}"]["median_s"] > 0
+                assert stem["time"][f"adder_cl_{k}_{mode}"]["median_s"] > 0
+                assert stem["memory"][f"adder_{k}_{mode}"] >= 8
             # at least the output (16·64·48·48 floats = 9 MiB) must show up in the peak
             assert stem["memory"][f"adder_{mode}"] >= 8
 
@@ -95,3 +101,17 @@ def test_small_run_reports_ratios_memory_and_machine(tmp_path):
     assert "Peak memory above the inputs" in proc.stdout
     assert "fwd ratio vs channels_last conv" in proc.stdout and "(vs channels_last conv " in proc.stdout
     assert f"wrote {out}" in proc.stdout
+    if extension_available():
+        assert report["settings"]["float_kernels"][-1] == "avx2"
+        assert "Float CPU kernels side by side" in proc.stdout
+        for inputs in report["float_kernel_accuracy"].values():
+            for k in report["settings"]["float_kernels"]:
+                assert inputs[k]["max_error_rel_to_max_abs_y"] < 1e-4
+
+
+def test_json_dir_never_overwrites(tmp_path):
+    bench = _load_module()
+    first = bench.new_json_path(tmp_path, "2026-12-03 03:39 UTC")
+    assert first.name == "bench_adder_conv_2026-12-03_0339.json"
+    first.write_text("{}")
+    assert bench.new_json_path(tmp_path, "2026-12-03 03:39 UTC").name == "bench_adder_conv_2026-12-03_0339_2.json"

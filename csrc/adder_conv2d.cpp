@@ -31,6 +31,23 @@ TORCH_LIBRARY(addersr, m) {
   m.def(
       "adder_conv2d_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
       "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode) -> Tensor");
+  // The op as CUDA autocast runs it (docs/adder_op.md, "Mixed precision"; checks in
+  // adder_conv2d_amp.h): input and weight rounded to compute_dtype (Half or BFloat16), each
+  // arriving in Float or in that dtype; bias and the result Float. The CUDA forward computes
+  // in packed fp16 with fp32 accumulation. The backward takes a Float grad_output and returns
+  // grad_input in the input's dtype, grad_weight in the weight's.
+  m.def(
+      "adder_conv2d_amp(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, str weight_grad, str input_grad, "
+      "ScalarType compute_dtype) -> Tensor");
+  m.def(
+      "adder_conv2d_amp_grad_input(Tensor grad_output, Tensor input, Tensor weight, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode, "
+      "ScalarType compute_dtype) -> Tensor");
+  m.def(
+      "adder_conv2d_amp_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode, "
+      "ScalarType compute_dtype) -> Tensor");
   // Integer inference (docs/int8.md): uint8 input and weight on one grid, padded with
   // zero_point; returns the int32 sums Σ|qx − qw|. CPU only (csrc/cpu/adder_conv2d_u8_cpu.cpp).
   m.def(

@@ -2,8 +2,9 @@
 
 The option names are traiNNer-redux's: ``use_amp: true`` runs the training forward and the losses
 under ``torch.autocast``, in float16 or, with ``amp_bf16: true``, bfloat16. The float convolutions
-then run in that dtype; the adder layers run in float32 whatever it is (``ops.AUTOCAST_DTYPE``,
-docs/adder_op.md "Mixed precision"). float16 needs a ``torch.amp.GradScaler`` (its range is too
+then run in that dtype; the adder layers return float32 whatever it is (``ops.AUTOCAST_DTYPE``),
+computing in half precision on CUDA and in float32 on the CPU (docs/adder_op.md "Mixed
+precision"). float16 needs a ``torch.amp.GradScaler`` (its range is too
 small for small gradients); bfloat16 has float32's range and needs none. Only torch here: the model
 wires this into its step (docs/training.md, "Mixed precision").
 """

@@ -21,6 +21,21 @@ SCHEMAS = {
         "adder_conv2d_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
         "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode) -> Tensor"
     ),
+    "adder_conv2d_amp": (
+        "adder_conv2d_amp(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+        "int[2] padding, int[2] dilation, int groups, str weight_grad, str input_grad, "
+        "ScalarType compute_dtype) -> Tensor"
+    ),
+    "adder_conv2d_amp_grad_input": (
+        "adder_conv2d_amp_grad_input(Tensor grad_output, Tensor input, Tensor weight, "
+        "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode, "
+        "ScalarType compute_dtype) -> Tensor"
+    ),
+    "adder_conv2d_amp_grad_weight": (
+        "adder_conv2d_amp_grad_weight(Tensor grad_output, Tensor input, Tensor weight, "
+        "int[2] stride, int[2] padding, int[2] dilation, int groups, str mode, "
+        "ScalarType compute_dtype) -> Tensor"
+    ),
     "adder_conv2d_u8": (
         "adder_conv2d_u8(Tensor input, Tensor weight, int zero_point, int[2] stride, "
         "int[2] padding, int[2] dilation, int groups) -> Tensor"

@@ -25,8 +25,11 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # --------------------------------------------------------------------------- checks
 
 def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation,
-               groups: int, weight_grad: str, input_grad: str):
+               groups: int, weight_grad: str, input_grad: str, *, compute_dtype: Optional[torch.dtype] = None):
     """Validate the arguments; returns (stride, padding, dilation) as pairs.
+
+    With ``compute_dtype`` (float16/bfloat16) the dtype rules are ``adder_conv2d_amp``'s: input
+    and weight each float32 or ``compute_dtype``, bias float32 (the output's dtype).
 
     Raises ``TypeError`` for wrong types/dtypes and ``ValueError`` for wrong shapes,
     values, devices and modes, each message naming the argument.
@@ -34,18 +37,29 @@ def check_args(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, pa
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise TypeError("adder_conv2d: input and weight must be tensors")
     stride, padding, dilation = to_pair("stride", stride), to_pair("padding", padding), to_pair("dilation", dilation)
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"adder_conv2d: input must be a floating-point tensor, got dtype {input.dtype}")
-    if weight.dtype != input.dtype:
-        raise TypeError(f"adder_conv2d: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
+    if compute_dtype is None:
+        if input.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"adder_conv2d: input must be a floating-point tensor, got dtype {input.dtype}")
+        if weight.dtype != input.dtype:
+            raise TypeError(f"adder_conv2d: weight dtype {weight.dtype} does not match input dtype {input.dtype}")
+        bias_dtype = input.dtype
+    else:
+        if compute_dtype not in CUDA_AMP_DTYPES:
+            raise TypeError(f"adder_conv2d: compute_dtype must be one of {CUDA_AMP_DTYPES}, got {compute_dtype}")
+        for name, t in (("input", input), ("weight", weight)):
+            if t.dtype not in (torch.float32, compute_dtype):
+                raise TypeError(f"adder_conv2d: {name} dtype {t.dtype} must be torch.float32 or the compute "
+                                f"dtype {compute_dtype}")
+        bias_dtype = torch.float32
     cout = check_geometry("adder_conv2d", input, weight, stride, padding, dilation, groups)
     if bias is not None:
         if not isinstance(bias, Tensor):
             raise TypeError("adder_conv2d: bias must be a tensor or None")
         if bias.shape != (cout,):
             raise ValueError(f"adder_conv2d: bias must have shape ({cout},), got {tuple(bias.shape)}")
-        if bias.dtype != input.dtype:
-            raise TypeError(f"adder_conv2d: bias dtype {bias.dtype} does not match input dtype {input.dtype}")
+        if bias.dtype != bias_dtype:
+            raise TypeError(f"adder_conv2d: bias dtype {bias.dtype} does not match "
+                            f"{'input dtype' if compute_dtype is None else 'the output dtype'} {bias_dtype}")
         if bias.device != input.device:
             raise ValueError(f"adder_conv2d: bias is on {bias.device} but input is on {input.device}")
     if weight_grad not in WEIGHT_GRAD_MODES:
@@ -82,15 +96,24 @@ def adder_conv2d(
 
     Returns:
         (N, Cout, Ho, Wo) contiguous tensor of ``input``'s dtype. fp16/bf16 accumulate in fp32.
-        Under ``torch.autocast`` (CPU or CUDA) the op runs in float32 and returns float32,
-        whatever the autocast dtype (:data:`AUTOCAST_DTYPE`; docs/adder_op.md, "Mixed precision").
+        Under ``torch.autocast`` the result is float32 (:data:`AUTOCAST_DTYPE`): on CUDA with an
+        fp16/bf16 autocast dtype the op rounds input and weight to it and computes in packed fp16
+        with fp32 accumulation (``adder_conv2d_amp``); on the CPU it runs in float32. See
+        docs/adder_op.md, "Mixed precision".
 
     With both grad modes ``"sign"`` the backward is the true gradient (away from ties).
     No learning-rate scaling happens here; AdderNet's adaptive rate lives in the layer.
     """
     if isinstance(input, Tensor) and isinstance(weight, Tensor) and autocast_active(input.device.type):
-        # The checks must see what the op's autocast kernel will run on (float32), not the mix
-        # of autocast-dtype activations and float32 parameters that arrives here.
+        # The checks must see what the op's autocast kernel will run on, not the mix of
+        # autocast-dtype activations and float32 parameters that arrives here.
+        compute_dtype = _amp_compute_dtype(input, weight)
+        if compute_dtype is not None:
+            input, weight, bias = _amp_operands(input, weight, bias, compute_dtype)
+            stride, padding, dilation = check_args(input, weight, bias, stride, padding, dilation, groups,
+                                                   weight_grad, input_grad, compute_dtype=compute_dtype)
+            return _ops.adder_conv2d_amp(input, weight, bias, stride, padding, dilation, groups, weight_grad,
+                                         input_grad, compute_dtype)
         input, weight, bias = (_autocast_cast(t, input.device.type) for t in (input, weight, bias))
     stride, padding, dilation = check_args(input, weight, bias, stride, padding, dilation, groups,
                                            weight_grad, input_grad)
@@ -154,6 +177,23 @@ def _grad_weight_fake(grad_output, input, weight, stride, padding, dilation, gro
     return weight.new_empty(weight.shape)
 
 
+@torch.library.register_fake("addersr::adder_conv2d_amp")
+def _amp_fake(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad, compute_dtype):
+    # Half-precision operands, a float32 result.
+    out = _adder_conv2d_fake(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad)
+    return out.to(torch.float32)
+
+
+@torch.library.register_fake("addersr::adder_conv2d_amp_grad_input")
+def _amp_grad_input_fake(grad_output, input, weight, stride, padding, dilation, groups, mode, compute_dtype):
+    return input.new_empty(input.shape)  # the input's dtype
+
+
+@torch.library.register_fake("addersr::adder_conv2d_amp_grad_weight")
+def _amp_grad_weight_fake(grad_output, input, weight, stride, padding, dilation, groups, mode, compute_dtype):
+    return weight.new_empty(weight.shape)  # the weight's dtype
+
+
 # --------------------------------------------------------------------------- autograd
 
 def _setup_context(ctx, inputs, output):
@@ -180,16 +220,40 @@ def _backward(ctx, grad):
 torch.library.register_autograd("addersr::adder_conv2d", _backward, setup_context=_setup_context)
 
 
+def _amp_setup_context(ctx, inputs, output):
+    *plain, compute_dtype = inputs
+    _setup_context(ctx, plain, output)
+    ctx.compute_dtype = compute_dtype
+
+
+def _amp_backward(ctx, grad):
+    # grad_output float32 (the output's dtype); grad_input in the input's dtype, grad_weight in the
+    # weight's: a float32 parameter passed straight in gets a float32 gradient, never rounded.
+    cd = ctx.compute_dtype
+    gi, gw, gb, *rest = _gradients(
+        ctx, grad.contiguous(),
+        lambda *a: _ops.adder_conv2d_amp_grad_input(*a, cd), lambda *a: _ops.adder_conv2d_amp_grad_weight(*a, cd))
+    return (gi, gw, gb, *rest, None)
+
+
+torch.library.register_autograd("addersr::adder_conv2d_amp", _amp_backward, setup_context=_amp_setup_context)
+
+
 # --------------------------------------------------------------------------- autocast
 
-#: The dtype ``addersr::adder_conv2d`` runs in under ``torch.autocast``, on the CPU and on CUDA.
-#: Not the autocast dtype: the output ``-Σ|X - W|`` is a large negative number with a small spread
-#: (the sum of Cin·kh·kw positive terms), which the BatchNorm after every adder layer subtracts. In
-#: bf16 (8 significant bits) the rounding of that sum is a sizeable part of the spread that BN keeps,
-#: and in fp16 the sum overflows (|Y| passes 65504 in AdderEDSR at 32 channels). Both kernels
-#: accumulate in fp32 anyway, so fp32 costs only the cast of the input. docs/adder_op.md has the
-#: measurements.
+#: The dtype ``addersr::adder_conv2d`` returns under ``torch.autocast``, on the CPU and on CUDA,
+#: whatever the autocast dtype: the output ``-Σ|X - W|`` is a large negative number with a small
+#: spread (the sum of Cin·kh·kw positive terms), which the BatchNorm after every adder layer
+#: subtracts. Rounded to bf16 (8 significant bits) that sum loses a sizeable part of the spread BN
+#: keeps, and in fp16 it overflows (|Y| passes 65504 in AdderEDSR at 32 channels).
+#: On the CPU the op also *computes* in float32 (it has no faster half-precision kernel). On CUDA
+#: with an autocast dtype in :data:`CUDA_AMP_DTYPES` it computes in half precision instead:
+#: ``addersr::adder_conv2d_amp`` rounds input and weight to the autocast dtype and sums |x - w| in
+#: packed fp16 with fp32 accumulation, returning this dtype. docs/adder_op.md ("Mixed precision")
+#: has the measurements and the error bound.
 AUTOCAST_DTYPE = torch.float32
+#: Autocast dtypes for which CUDA runs the half-precision kernels (``adder_conv2d_amp``).
+CUDA_AMP_DTYPES = (torch.float16, torch.bfloat16)
 AUTOCAST_DEVICE_TYPES = tuple(d for d in ("cpu", "cuda") if torch.amp.is_autocast_available(d))
 
 
@@ -205,7 +269,62 @@ def _autocast_cast(t: Optional[Tensor], device_type: str) -> Optional[Tensor]:
     return t
 
 
-for _device_type in AUTOCAST_DEVICE_TYPES:
-    # The AutocastCPU / AutocastCUDA kernels: cast, then run the op with autocast off. The casts are
-    # differentiable (autograd sits below autocast), so gradients reach the parameters in their dtype.
-    torch.library.register_autocast("addersr::adder_conv2d", _device_type, AUTOCAST_DTYPE)
+def _amp_compute_dtype(input: Tensor, weight: Tensor) -> Optional[torch.dtype]:
+    """The half-precision dtype CUDA autocast runs the op in, or None (then: float32 as on the CPU).
+
+    None off CUDA, for an autocast dtype outside CUDA_AMP_DTYPES, and when input or weight is
+    float64 or not floating (autocast leaves those alone; the op's own checks then speak).
+    """
+    if input.device.type != "cuda" or not torch.is_autocast_enabled("cuda"):
+        return None
+    dtype = torch.get_autocast_dtype("cuda")
+    operands_ok = all(t.dtype in (torch.float16, torch.bfloat16, torch.float32) for t in (input, weight))
+    return dtype if dtype in CUDA_AMP_DTYPES and operands_ok else None
+
+
+def _amp_operands(input: Tensor, weight: Tensor, bias: Optional[Tensor], compute_dtype: torch.dtype):
+    """What adder_conv2d_amp takes: input and weight as they are when float32 or already in the
+    compute dtype (the kernel rounds a float32 operand itself, so a float32 parameter keeps a float32
+    gradient), otherwise cast to it; bias float32. The casts are differentiable."""
+    def operand(t: Tensor) -> Tensor:
+        return t if t.dtype in (torch.float32, compute_dtype) else t.to(compute_dtype)
+    if isinstance(bias, Tensor) and bias.is_floating_point() and bias.dtype != torch.float64:
+        bias = bias.float()
+    return operand(input), operand(weight), bias
+
+
+def _cuda_autocast(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad):
+    """The AutocastCUDA rule of addersr::adder_conv2d: the op it runs, called with autocast excluded.
+
+    The compute dtype is read first: inside the exclusion torch.is_autocast_enabled("cuda") is False.
+    """
+    compute_dtype = _amp_compute_dtype(input, weight)
+    with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCUDA)):
+        if compute_dtype is not None:
+            input, weight, bias = _amp_operands(input, weight, bias, compute_dtype)
+            return _ops.adder_conv2d_amp(input, weight, bias, stride, padding, dilation, groups, weight_grad,
+                                         input_grad, compute_dtype)
+        input, weight, bias = (_autocast_cast(t, "cuda") for t in (input, weight, bias))
+        return _ops.adder_conv2d(input, weight, bias, stride, padding, dilation, groups, weight_grad, input_grad)
+
+
+def _register_cuda_autocast() -> None:
+    """Registers _cuda_autocast as the AutocastCUDA kernel, as torch.library.register_autocast
+    registers its cast rule: a C++-dispatcher kernel and the Python-dispatcher override that
+    torch.compile traces."""
+    key = torch._C.DispatchKey.AutocastCUDA
+    op = _ops.adder_conv2d.default
+    if op.has_kernel_for_dispatch_key(key):
+        op.py_kernels.pop(key, None)
+    op.py_impl(key)(lambda *args: _cuda_autocast(*args))
+    _AUTOCAST_LIB.impl("adder_conv2d", lambda _keyset, *args: _cuda_autocast(*args), "AutocastCUDA",
+                       with_keyset=True)
+
+
+# The AutocastCPU kernel: cast to float32, then run the op with autocast off. The casts are
+# differentiable (autograd sits below autocast), so gradients reach the parameters in their dtype.
+_AUTOCAST_LIB = torch.library.Library("addersr", "FRAGMENT")
+if "cpu" in AUTOCAST_DEVICE_TYPES:
+    torch.library.register_autocast("addersr::adder_conv2d", "cpu", AUTOCAST_DTYPE, lib=_AUTOCAST_LIB)
+if "cuda" in AUTOCAST_DEVICE_TYPES:
+    _register_cuda_autocast()

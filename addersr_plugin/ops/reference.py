@@ -117,3 +117,52 @@ def reference_grad_input(grad_output, input, weight, stride, padding, dilation, 
             dilation=dilation, padding=padding, stride=stride,
         )[0]
     return gx.to(input.dtype).contiguous()
+
+
+# --------------------------------------------------------------------------- adder_conv2d_amp
+
+def amp_operand(t, compute_dtype):
+    """``t``'s values rounded to ``compute_dtype`` (float16/bfloat16), in float32 (exact)."""
+    return t.to(compute_dtype).float()
+
+
+def reference_amp_forward(input, weight, bias, stride, padding, dilation, groups, compute_dtype):
+    """``addersr::adder_conv2d_amp``: the float32 adder convolution of the operands rounded to
+    ``compute_dtype``; returns float32 (bias is float32). Exact up to float32 accumulation, so the
+    packed CUDA kernel's fp16 arithmetic (docs/adder_op.md) is measured against it, not copied."""
+    x, w = amp_operand(input, compute_dtype), amp_operand(weight, compute_dtype)
+    return reference_forward(x, w, bias, stride, padding, dilation, groups)
+
+
+def reference_amp_grad_input(grad_output, input, weight, stride, padding, dilation, groups, mode, compute_dtype):
+    """dL/dX of the amp op at the rounded operands; float32 grad_output, result in ``input``'s dtype."""
+    x, w = amp_operand(input, compute_dtype), amp_operand(weight, compute_dtype)
+    return reference_grad_input(grad_output, x, w, stride, padding, dilation, groups, mode).to(input.dtype)
+
+
+def reference_amp_grad_weight(grad_output, input, weight, stride, padding, dilation, groups, mode, compute_dtype):
+    """dL/dW of the amp op at the rounded operands; float32 grad_output, result in ``weight``'s dtype."""
+    x, w = amp_operand(input, compute_dtype), amp_operand(weight, compute_dtype)
+    return reference_grad_weight(grad_output, x, w, stride, padding, dilation, groups, mode).to(weight.dtype)
+
+
+#: Taps per fp16 lane that the CUDA kernel of ``adder_conv2d_amp`` sums before a flush into fp32
+#: (``kPackedRun`` of csrc/cuda/adder_conv2d_kernels.cuh; tests/ops/test_cuda_emulation.py checks
+#: that they agree).
+PACKED_FP16_RUN = 8
+
+
+def packed_fp16_error_bound(abs_sum, taps: int, run: int = PACKED_FP16_RUN):
+    """Largest |Ŷ − Y| of the packed fp16 forward of ``adder_conv2d_amp`` (docs/adder_op.md).
+
+    ``abs_sum``: Σ|x̃ − w̃| per output (x̃, w̃ the operands rounded to the compute dtype); ``taps``:
+    Cin/groups·kh·kw. Each |x̃ − w̃| is rounded once to fp16 (u = 2⁻¹¹) and each lane adds
+    ``run`` − 1 more roundings of non-negative partial sums: relative (1+u)^run − 1 (≈ run·u). The
+    fp32 flushes (lo + hi, then into the accumulator) add at most runs + 1 float32 roundings.
+    Operands below fp16's normal range (bf16 values under 2⁻¹⁴) lose up to 2⁻²⁵ each when carried
+    in fp16: taps·2⁻²⁴ absolute. Outputs whose fp16 partial sums overflowed are recomputed in
+    float32, well inside this bound.
+    """
+    runs = -(-taps // (2 * run))
+    rel = (1 + 2.0 ** -11) ** run * (1 + 2.0 ** -24) ** (runs + 1) - 1
+    return rel * abs_sum + taps * 2.0 ** -24

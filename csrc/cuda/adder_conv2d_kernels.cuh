@@ -8,6 +8,10 @@
 //   grad_input   M = Cin/g             N = N·H·W (input pixels)     K = kh·kw·Cout/g
 //                acc += g·clamp(w - x, -1, 1)  or  g·sign(w - x)   (gather: no atomics)
 //
+// A fourth, the packed forward of adder_conv2d_amp (CUDA autocast), runs the forward's GEMM
+// on pairs of taps in fp16 (see "forward, packed fp16" below); its backward is the two
+// backward kernels above with a float32 grad_output (GradTypes).
+//
 // In the two backward GEMMs the inner op involves a value that belongs to the
 // *output* element (w for dW, x for dX), so each thread keeps it in a register
 // array `aux` parallel to its accumulators.
@@ -25,6 +29,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#include <cuda_fp16.h>  // __half2 and its intrinsics (the emulation's cuda_emu.h has stand-ins)
+#endif
 
 namespace addersr {
 namespace cuda_kernels {
@@ -78,6 +87,24 @@ __device__ __forceinline__ void mac(T& acc, T a, T b, T aux) {
   } else {
     acc += times_sign(b, a - aux);
   }
+}
+
+// The element types a backward kernel reads and writes. G: grad_output. X: the input as
+// stored (grad_input is written in X). V: the type whose values the input takes in the
+// forward being differentiated: X itself for adder_conv2d; the 16-bit compute type for
+// adder_conv2d_amp, whose float32 input is rounded to it on load (its weights arrive
+// already rounded, in the accumulation type).
+template <typename G, typename X, typename V = X>
+struct GradTypes {
+  using grad_t = G;
+  using in_t = X;
+  using value_t = V;
+};
+
+// v rounded to V, in the accumulation type (exact when v is already a V).
+template <typename V, typename Acc, typename X>
+__device__ __forceinline__ Acc operand(X v) {
+  return static_cast<Acc>(static_cast<V>(v));
 }
 
 template <typename T>
@@ -143,18 +170,19 @@ __device__ __forceinline__ void tile_mac(const T* As, const T* Bs, T (&acc)[Cfg:
 // computed from shared memory, then written to the other buffer (store_stage),
 // whose last readers finished before the previous barrier.
 //
-//   load_stage(k0)        fetch the stage that starts at reduction index k0 into
-//                         the caller's registers (0 for anything outside the matrix)
-//   store_stage(As, Bs)   write those registers to one buffer: As is BK×LDA, Bs BK×LDB
+//   load_stage(k0)          fetch the stage that starts at reduction row k0 into the
+//                           caller's registers (0 for anything outside the matrix)
+//   store_stage(As, Bs)     write those registers to one buffer: As is BK×LDA, Bs BK×LDB
+//   compute_stage(As, Bs)   the arithmetic of one stage, reading one buffer
 //
+// S is the type of a shared-memory element (a value, or a word holding a packed pair).
 // The shared memory is declared here, once per instantiation; `stages` must be
 // the same for every thread of the block (each one reaches every barrier).
-template <Mode M, typename Cfg, typename T, typename LoadStage, typename StoreStage>
-__device__ __forceinline__ void gemm_main_loop(const int k_begin, const int stages, LoadStage&& load_stage,
-                                               StoreStage&& store_stage, T (&acc)[Cfg::TM][Cfg::TN],
-                                               const T (&aux)[Cfg::TM][Cfg::TN], const int ty, const int tx) {
-  __shared__ __align__(16) T As[2][Cfg::BK * Cfg::LDA];
-  __shared__ __align__(16) T Bs[2][Cfg::BK * Cfg::LDB];
+template <typename Cfg, typename S, typename LoadStage, typename StoreStage, typename ComputeStage>
+__device__ __forceinline__ void gemm_stages(const int k_begin, const int stages, LoadStage&& load_stage,
+                                            StoreStage&& store_stage, ComputeStage&& compute_stage) {
+  __shared__ __align__(16) S As[2][Cfg::BK * Cfg::LDA];
+  __shared__ __align__(16) S Bs[2][Cfg::BK * Cfg::LDB];
   if (stages <= 0) return;
   load_stage(k_begin);
   store_stage(As[0], Bs[0]);
@@ -162,10 +190,19 @@ __device__ __forceinline__ void gemm_main_loop(const int k_begin, const int stag
   for (int t = 0; t < stages; ++t) {
     const int cur = t & 1;
     if (t + 1 < stages) load_stage(k_begin + (t + 1) * Cfg::BK);
-    tile_mac<M, Cfg>(As[cur], Bs[cur], acc, aux, ty, tx);
+    compute_stage(As[cur], Bs[cur]);
     if (t + 1 < stages) store_stage(As[cur ^ 1], Bs[cur ^ 1]);
     __syncthreads();
   }
+}
+
+// The main loop of the three scalar GEMMs: tile_mac on every stage.
+template <Mode M, typename Cfg, typename T, typename LoadStage, typename StoreStage>
+__device__ __forceinline__ void gemm_main_loop(const int k_begin, const int stages, LoadStage&& load_stage,
+                                               StoreStage&& store_stage, T (&acc)[Cfg::TM][Cfg::TN],
+                                               const T (&aux)[Cfg::TM][Cfg::TN], const int ty, const int tx) {
+  gemm_stages<Cfg, T>(k_begin, stages, load_stage, store_stage,
+                      [&](const T* As, const T* Bs) { tile_mac<M, Cfg>(As, Bs, acc, aux, ty, tx); });
 }
 
 // ----------------------------------------------------------------- forward
@@ -272,6 +309,227 @@ __global__ void __launch_bounds__(Cfg::NT)
   }
 }
 
+// ----------------------------------------------------------------- forward, packed fp16 (autocast)
+//
+// addersr::adder_conv2d_amp: the operands rounded to a 16-bit compute type V (the autocast
+// dtype, fp16 or bf16), Y returned in float32. The arithmetic is packed fp16 for both V:
+//
+//   * a shared-memory word holds two consecutive taps (k, k+1) of one weight / one pixel as
+//     a __half2, so one HSUB2 and one HADD2 (|·| is an operand modifier of HADD2) do two
+//     taps: one instruction per tap instead of fp32's two (FADD, FADD with |·|);
+//   * each thread sums kPackedRun pair rows into a __half2 per output (each lane a run of
+//     kPackedRun taps), then flushes both lanes into the fp32 accumulator (2 conversions,
+//     2 FADD). Cost per tap 1 + 2/kPackedRun instructions: 1.25 at 8, against 2.
+//   * bf16 operands are carried in fp16: bf16's 8 significant bits fit fp16's 11, so the
+//     conversion is exact inside fp16's range, and fp16 arithmetic rounds 8x finer than
+//     bf16's (bf16 also has no |·| modifier on its packed add, costing a third instruction).
+//   * fp16's range: a partial sum past 65504 becomes +inf, which reaches the fp32
+//     accumulator. The epilogue recomputes any such output in fp32 from global memory
+//     (window_abs_sum), so large values cost time, never correctness. +inf only: a NaN
+//     (a NaN input, or unwritten shared memory in the emulation) is left alone.
+//
+// Error (docs/adder_op.md, "Mixed precision"): with u = 2^-11, each |x - w| is rounded once
+// (relative error <= u) and each lane's run adds at most kPackedRun - 1 more roundings of
+// non-negative partial sums, so |Ŷ - Y| <= ((1+u)^kPackedRun - 1) · Σ|x - w| plus fp32's
+// accumulation error and, for values below fp16's normal range (2^-14), an absolute 2^-25
+// per operand and per difference.
+
+// Pair rows per fp16 run (taps per lane before a flush into fp32). Speed against accuracy:
+// 8 halves fp32's instruction count to 1.25 per tap, with the bound above at ~8u = 3.9e-3.
+constexpr int kPackedRun = 8;
+// Largest finite float: an accumulator above it is +inf (an fp16 partial sum overflowed).
+constexpr float kFloatMax = 3.402823466e+38f;
+
+// A __half2 and the 32-bit word that carries it through shared memory (a bit copy).
+__device__ __forceinline__ uint32_t word_of(__half2 h) {
+  uint32_t w;
+  memcpy(&w, &h, sizeof w);
+  return w;
+}
+__device__ __forceinline__ __half2 half2_of(uint32_t w) {
+  __half2 h;
+  memcpy(&h, &w, sizeof h);
+  return h;
+}
+// Four consecutive words of shared memory (16-byte aligned) as four __half2.
+__device__ __forceinline__ void load4_half2(__half2* dst, const uint32_t* src) {
+  const float4 v = *reinterpret_cast<const float4*>(src);
+  memcpy(dst, &v, sizeof v);
+}
+
+// The fp16 operand of the kernel: v rounded to V, then carried in fp16 (exact for V = fp16,
+// and for V = bf16 inside fp16's range).
+template <typename V, typename X>
+__device__ __forceinline__ __half half_operand(X v) {
+  return __float2half_rn(operand<V, float>(v));
+}
+
+// acc[r][c] += Σ over the stage's BK pair rows of |x - w|, in runs of kPackedRun pair rows.
+template <typename Cfg>
+__device__ __forceinline__ void packed_tile_mac(const uint32_t* As, const uint32_t* Bs,
+                                                float (&acc)[Cfg::TM][Cfg::TN], int ty, int tx) {
+  static_assert(Cfg::BK % kPackedRun == 0, "whole runs per stage");
+#pragma unroll
+  for (int p0 = 0; p0 < Cfg::BK; p0 += kPackedRun) {
+    __half2 run[Cfg::TM][Cfg::TN];
+#pragma unroll
+    for (int r = 0; r < Cfg::TM; ++r)
+#pragma unroll
+      for (int c = 0; c < Cfg::TN; ++c) run[r][c] = half2_of(0u);
+#pragma unroll
+    for (int p = p0; p < p0 + kPackedRun; ++p) {
+      __half2 a[Cfg::TM], b[Cfg::TN];
+#pragma unroll
+      for (int q = 0; q < Cfg::TM / 4; ++q) load4_half2(a + 4 * q, As + p * Cfg::LDA + q * 4 * Cfg::TY + ty * 4);
+#pragma unroll
+      for (int q = 0; q < Cfg::TN / 4; ++q) load4_half2(b + 4 * q, Bs + p * Cfg::LDB + q * 4 * Cfg::TX + tx * 4);
+#pragma unroll
+      for (int r = 0; r < Cfg::TM; ++r)
+#pragma unroll
+        for (int c = 0; c < Cfg::TN; ++c) run[r][c] = __hadd2(run[r][c], __habs2(__hsub2(b[c], a[r])));
+    }
+#pragma unroll
+    for (int r = 0; r < Cfg::TM; ++r)
+#pragma unroll
+      for (int c = 0; c < Cfg::TN; ++c) acc[r][c] += __low2float(run[r][c]) + __high2float(run[r][c]);
+  }
+}
+
+// Σ|x - w| of one output in fp32, straight from global memory: the rare path for outputs
+// whose fp16 partial sums overflowed. w: the K weights of the output channel, rounded to V.
+template <typename X, typename V>
+__device__ float window_abs_sum(const X* __restrict__ xg, const float* __restrict__ w, const ConvShape& s,
+                                int ih0, int iw0) {
+  float sum = 0.f;
+  int k = 0;
+  for (int ci = 0; ci < s.Cg; ++ci) {
+    for (int i = 0; i < s.kh; ++i) {
+      for (int j = 0; j < s.kw; ++j, ++k) {
+        const int ih = ih0 + i * s.dh, iw = iw0 + j * s.dw;
+        const bool in = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+        const float xv = in ? operand<V, float>(xg[(int64_t)ci * s.HW + ih * s.W + iw]) : 0.f;
+        sum += fabsf(xv - w[k]);
+      }
+    }
+  }
+  return sum;
+}
+
+// The implicit GEMM of adder_forward_kernel with pair rows as its K index: a stage is BK
+// pair rows (2·BK taps). Tap k of a row past K is 0 on both sides (|0 - 0| = 0).
+//   x:   the input, X = float or V
+//   wt2: [g][ceil(K/2)][Mg] words, each the __half2 (w[k], w[k+1]) of taps k = 2·pair
+//   w32: [Cout][K] the weights rounded to V, as float (for window_abs_sum)
+template <typename X, typename V, typename Cfg>
+__global__ void __launch_bounds__(Cfg::NT)
+    adder_forward_packed_kernel(const X* __restrict__ x, const uint32_t* __restrict__ wt2,
+                                const float* __restrict__ w32, const float* __restrict__ bias,
+                                float* __restrict__ y, const ConvShape s) {
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
+  constexpr int NT = Cfg::NT, LDA = Cfg::LDA, LDB = Cfg::LDB;
+  static_assert(NT % BM == 0 && BK % (NT / BM) == 0, "A loader geometry");
+  static_assert(NT % BN == 0 && BK % (NT / BN) == 0, "B loader geometry");
+  constexpr int A_ROWS = BK / (NT / BM);  // pair rows per thread
+  constexpr int B_ROWS = BK / (NT / BN);
+
+  const int tid = threadIdx.x;
+  const int ty = tid / Cfg::TX, tx = tid % Cfg::TX;
+  const int g = blockIdx.z;
+  const int m0 = blockIdx.y * BM;
+  const int col0 = blockIdx.x * BN;
+  const int pairs = (s.K + 1) / 2;
+
+  const int a_m = tid % BM, a_r0 = (tid / BM) * A_ROWS;
+  const bool a_ok = m0 + a_m < s.Mg;
+  const uint32_t* wg = wt2 + (int64_t)g * pairs * s.Mg + (a_ok ? m0 + a_m : 0);
+
+  const int b_c = tid % BN, b_r0 = (tid / BN) * B_ROWS;
+  const int bcol = col0 + b_c;
+  const bool b_ok = bcol < s.npix;
+  int ih0 = 0, iw0 = 0, bn = 0;
+  if (b_ok) {
+    bn = bcol / s.HoWo;
+    const int p = bcol - bn * s.HoWo;
+    const int oh = p / s.Wo, ow = p - oh * s.Wo;
+    ih0 = oh * s.sh - s.ph;
+    iw0 = ow * s.sw - s.pw;
+  }
+  const X* xg = x + ((int64_t)bn * s.C + (int64_t)g * s.Cg) * s.HW;
+
+  uint32_t ra[A_ROWS], rb[B_ROWS];
+  auto load_stage = [&](int p0) {
+#pragma unroll
+    for (int r = 0; r < A_ROWS; ++r) {
+      const int p = p0 + a_r0 + r;
+      ra[r] = (a_ok && p < pairs) ? wg[(int64_t)p * s.Mg] : 0u;
+    }
+    // Taps 2·(p0 + b_r0) onward, stepped through (ci, i, j) as in adder_forward_kernel.
+    int k = 2 * (p0 + b_r0);
+    int ci = k / s.KHW;
+    const int rem = k - ci * s.KHW;
+    int i = rem / s.kw, j = rem - i * s.kw;
+    __half tap[2];
+#pragma unroll
+    for (int r = 0; r < B_ROWS; ++r) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        tap[h] = __float2half_rn(0.f);
+        if (b_ok && k < s.K) {
+          const int ih = ih0 + i * s.dh, iw = iw0 + j * s.dw;
+          if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+            tap[h] = half_operand<V>(xg[(int64_t)ci * s.HW + ih * s.W + iw]);
+        }
+        ++k;
+        if (++j == s.kw) {
+          j = 0;
+          if (++i == s.kh) {
+            i = 0;
+            ++ci;
+          }
+        }
+      }
+      rb[r] = word_of(__halves2half2(tap[0], tap[1]));
+    }
+  };
+  auto store_stage = [&](uint32_t* As, uint32_t* Bs) {
+#pragma unroll
+    for (int r = 0; r < A_ROWS; ++r) As[(a_r0 + r) * LDA + a_m] = ra[r];
+#pragma unroll
+    for (int r = 0; r < B_ROWS; ++r) Bs[(b_r0 + r) * LDB + b_c] = rb[r];
+  };
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int r = 0; r < TM; ++r)
+#pragma unroll
+    for (int c = 0; c < TN; ++c) acc[r][c] = 0.f;
+
+  gemm_stages<Cfg, uint32_t>(0, (pairs + BK - 1) / BK, load_stage, store_stage,
+                             [&](const uint32_t* As, const uint32_t* Bs) { packed_tile_mac<Cfg>(As, Bs, acc, ty, tx); });
+
+#pragma unroll
+  for (int c = 0; c < TN; ++c) {
+    const int col = col0 + col_of<Cfg>(c, tx);
+    if (col >= s.npix) continue;
+    const int n = col / s.HoWo, p = col - n * s.HoWo;
+#pragma unroll
+    for (int r = 0; r < TM; ++r) {
+      const int m = m0 + row_of<Cfg>(r, ty);
+      if (m >= s.Mg) continue;
+      const int co = g * s.Mg + m;
+      float sum = acc[r][c];
+      if (sum > kFloatMax) {  // +inf: an fp16 partial sum overflowed
+        const int oh = p / s.Wo, ow = p - oh * s.Wo;
+        sum = window_abs_sum<X, V>(x + ((int64_t)n * s.C + (int64_t)g * s.Cg) * s.HW, w32 + (int64_t)co * s.K, s,
+                                   oh * s.sh - s.ph, ow * s.sw - s.pw);
+      }
+      float v = -sum;
+      if (bias != nullptr) v += bias[co];
+      y[((int64_t)n * s.Cout + co) * s.HoWo + p] = v;
+    }
+  }
+}
+
 // ----------------------------------------------------------------- grad_weight
 
 // Split-K over output pixels: block (split, tap tile, co tile, group) reduces
@@ -279,9 +537,9 @@ __global__ void __launch_bounds__(Cfg::NT)
 // part[split][Cout][K] (fp32/fp64); a second kernel adds the splits in a fixed
 // order, so the result is deterministic. Both loaders walk pixels with
 // consecutive threads (coalesced reads of G and X along a row of the image).
-template <typename scalar_t, typename acc_t, typename Cfg, Mode M>
+template <typename IO, typename acc_t, typename Cfg, Mode M>
 __global__ void __launch_bounds__(Cfg::NT)
-    adder_grad_weight_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
+    adder_grad_weight_kernel(const typename IO::grad_t* __restrict__ go, const typename IO::in_t* __restrict__ x,
                              const acc_t* __restrict__ w,  // [Cout][K]
                              acc_t* __restrict__ part, const ConvShape s, const int pix_per_split,
                              const int tap_tiles) {
@@ -334,19 +592,19 @@ __global__ void __launch_bounds__(Cfg::NT)
       ih0 = oh * s.sh - s.ph;
       iw0 = ow * s.sw - s.pw;
     }
-    const scalar_t* gp = go + ((int64_t)n * s.Cout + (int64_t)g * s.Mg) * s.HoWo + p;
+    const typename IO::grad_t* gp = go + ((int64_t)n * s.Cout + (int64_t)g * s.Mg) * s.HoWo + p;
 #pragma unroll
     for (int c = 0; c < A_COLS; ++c) {
       const int m = m0 + a_c0 + c;
       ra[c] = (ok && m < s.Mg) ? static_cast<acc_t>(gp[(int64_t)m * s.HoWo]) : acc_t(0);
     }
-    const scalar_t* xp = x + ((int64_t)n * s.C + (int64_t)g * s.Cg) * s.HW;
+    const typename IO::in_t* xp = x + ((int64_t)n * s.C + (int64_t)g * s.Cg) * s.HW;
 #pragma unroll
     for (int c = 0; c < B_COLS; ++c) {
       acc_t v = acc_t(0);
       const int ih = ih0 + t_di[c], iw = iw0 + t_dj[c];
       if (ok && t_ok[c] && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
-        v = static_cast<acc_t>(xp[(int64_t)t_ci[c] * s.HW + ih * s.W + iw]);
+        v = operand<typename IO::value_t, acc_t>(xp[(int64_t)t_ci[c] * s.HW + ih * s.W + iw]);
       rb[c] = v;
     }
   };
@@ -386,7 +644,7 @@ __global__ void __launch_bounds__(Cfg::NT)
   }
 }
 
-// dW[i] = Σ_split part[split][i], in split order (deterministic).
+// dW[i] = Σ_split part[split][i], in split order (deterministic), written in the weight's type.
 template <typename scalar_t, typename acc_t>
 __global__ void adder_grad_weight_reduce_kernel(const acc_t* __restrict__ part, scalar_t* __restrict__ dw,
                                                 const int64_t numel, const int splits) {
@@ -406,11 +664,11 @@ __global__ void adder_grad_weight_reduce_kernel(const acc_t* __restrict__ part, 
 // kr = t·Mg + co (tap-major), so a stage mostly shares one tap and the validity
 // test is recomputed only when the tap changes. Every dX element is written by
 // exactly one thread: no atomics, deterministic.
-template <typename scalar_t, typename acc_t, typename Cfg, Mode M>
+template <typename IO, typename acc_t, typename Cfg, Mode M>
 __global__ void __launch_bounds__(Cfg::NT)
-    adder_grad_input_kernel(const scalar_t* __restrict__ go, const scalar_t* __restrict__ x,
+    adder_grad_input_kernel(const typename IO::grad_t* __restrict__ go, const typename IO::in_t* __restrict__ x,
                             const acc_t* __restrict__ wp,  // [g][KHW][Mg][Cg]
-                            scalar_t* __restrict__ dx, const ConvShape s) {
+                            typename IO::in_t* __restrict__ dx, const ConvShape s) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
   constexpr int NT = Cfg::NT, LDA = Cfg::LDA, LDB = Cfg::LDB;
   static_assert(NT % BM == 0 && BK % (NT / BM) == 0, "A loader geometry");
@@ -441,7 +699,7 @@ __global__ void __launch_bounds__(Cfg::NT)
     bih = q / s.W;
     biw = q - bih * s.W;
   }
-  const scalar_t* gn = go + ((int64_t)bn * s.Cout + (int64_t)g * s.Mg) * s.HoWo;
+  const typename IO::grad_t* gn = go + ((int64_t)bn * s.Cout + (int64_t)g * s.Mg) * s.HoWo;
 
   // Which output position (if any) tap t of this pixel reads from.
   auto tap_offset = [&](int t, int& off) -> bool {
@@ -496,7 +754,7 @@ __global__ void __launch_bounds__(Cfg::NT)
       const int ci = m0 + row_of<Cfg>(r, ty);
       acc[r][c] = acc_t(0);
       aux[r][c] = (cok && ci < s.Cg)
-                      ? static_cast<acc_t>(x[((int64_t)n * s.C + (int64_t)g * s.Cg + ci) * s.HW + q])
+                      ? operand<typename IO::value_t, acc_t>(x[((int64_t)n * s.C + (int64_t)g * s.Cg + ci) * s.HW + q])
                       : acc_t(0);
     }
   }
@@ -511,7 +769,8 @@ __global__ void __launch_bounds__(Cfg::NT)
 #pragma unroll
     for (int r = 0; r < TM; ++r) {
       const int ci = m0 + row_of<Cfg>(r, ty);
-      if (ci < s.Cg) dx[((int64_t)n * s.C + (int64_t)g * s.Cg + ci) * s.HW + q] = static_cast<scalar_t>(acc[r][c]);
+      if (ci < s.Cg)
+        dx[((int64_t)n * s.C + (int64_t)g * s.Cg + ci) * s.HW + q] = static_cast<typename IO::in_t>(acc[r][c]);
     }
   }
 }
@@ -537,6 +796,8 @@ template <>
 struct GradWeightConfig<double> {
   using type = TileConfig<64, 64, 8, 4, 4>;
 };
+// The packed forward: BK counts pair rows, so a stage is 32 taps, two fp16 runs.
+using PackedConfig = TileConfig<64, 128, 2 * kPackedRun, 4, 8>;
 
 }  // namespace cuda_kernels
 }  // namespace addersr

@@ -25,8 +25,11 @@
 // Supported: __global__/__device__/__forceinline__/__launch_bounds__/__align__,
 // __shared__ (static storage shared by the fibers of the running block),
 // threadIdx/blockIdx/blockDim/gridDim, __syncthreads, float4, dim3, the host
-// math library (fabsf, fminf, ...) and stand-ins for the 16-bit types. Not supported (compile errors, not silent):
-// warp intrinsics, atomics, dynamic shared memory.
+// math library (fabsf, fminf, ...), stand-ins for the 16-bit storage types, and cuda_fp16.h's
+// __half / __half2 with the packed intrinsics the kernels use (bit-exact: IEEE binary16,
+// every operation rounded to nearest even, as the GPU's HADD2/HSUB2 round). Not supported
+// (compile errors, not silent): warp intrinsics, atomics, dynamic shared memory, and any
+// other cuda_fp16.h function (add it here, with its rounding, when a kernel needs it).
 #pragma once
 
 #include <sys/mman.h>
@@ -86,6 +89,74 @@ using float16 = _Float16;
 #else
 #define CUDA_EMU_HAS_FLOAT16 0
 #endif
+
+// ---- cuda_fp16.h stand-ins. __half is IEEE binary16 as bits, converted bit by bit (no
+// dependence on the compiler's _Float16). Arithmetic converts to float, computes there and
+// rounds once to binary16: exact for |·|, and correctly rounded for + and - because float's
+// 24 significant bits are at least 2·11 + 2 (double rounding through float is then
+// innocuous), which is what the GPU's fp16 units compute. No operators: the device code must
+// use the intrinsics, whose rounding is defined.
+struct __half {
+  std::uint16_t bits;
+};
+struct __half2 {
+  __half x, y;  // low, high
+};
+
+inline float __half2float(__half h) {
+  const std::uint32_t sign = std::uint32_t(h.bits & 0x8000u) << 16;
+  const std::uint32_t exp = (h.bits >> 10) & 0x1Fu, man = h.bits & 0x3FFu;
+  std::uint32_t u;
+  if (exp == 0) {  // zero or subnormal: man · 2^-24, exact in float
+    const float f = std::ldexp(float(man), -24);
+    std::memcpy(&u, &f, sizeof u);
+    u |= sign;
+  } else if (exp == 31) {  // inf or NaN (payload kept)
+    u = sign | 0x7F800000u | (man << 13);
+  } else {
+    u = sign | ((exp - 15 + 127) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline __half __float2half_rn(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  const std::uint16_t sign = std::uint16_t((u >> 16) & 0x8000u);
+  const std::uint32_t a = u & 0x7FFFFFFFu;
+  std::uint32_t h;
+  if (a > 0x7F800000u) {
+    h = 0x7E00u;  // NaN
+  } else if (a >= 0x47800000u) {
+    h = 0x7C00u;  // |f| >= 2^16: overflows to inf
+  } else if (a < 0x38800000u) {
+    // Below 2^-14: a subnormal (or zero), man = |f| · 2^24 rounded to nearest even;
+    // 1024 is the smallest normal, reached by carry.
+    h = std::uint32_t(std::nearbyint(std::ldexp(std::fabs(f), 24)));
+  } else {
+    // Normal: drop 13 mantissa bits, rounding to nearest even; a carry may step the
+    // exponent, up to inf (65520 and above).
+    h = ((((a >> 23) - 127 + 15) << 10) | ((a >> 13) & 0x3FFu));
+    const std::uint32_t rest = a & 0x1FFFu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
+  }
+  return __half{std::uint16_t(sign | h)};
+}
+
+inline __half2 __halves2half2(__half lo, __half hi) { return __half2{lo, hi}; }
+inline float __low2float(__half2 h) { return __half2float(h.x); }
+inline float __high2float(__half2 h) { return __half2float(h.y); }
+inline __half2 __hsub2(__half2 a, __half2 b) {
+  return {__float2half_rn(__half2float(a.x) - __half2float(b.x)), __float2half_rn(__half2float(a.y) - __half2float(b.y))};
+}
+inline __half2 __hadd2(__half2 a, __half2 b) {
+  return {__float2half_rn(__half2float(a.x) + __half2float(b.x)), __float2half_rn(__half2float(a.y) + __half2float(b.y))};
+}
+inline __half2 __habs2(__half2 a) {  // clears the sign bits (a NaN stays a NaN)
+  return {__half{std::uint16_t(a.x.bits & 0x7FFFu)}, __half{std::uint16_t(a.y.bits & 0x7FFFu)}};
+}
 
 // The running fiber's indices (set by the scheduler before every switch into a fiber).
 inline uint3 threadIdx, blockIdx;

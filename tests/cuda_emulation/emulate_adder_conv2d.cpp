@@ -9,8 +9,16 @@
 //       the forward output, grad_input in modes hardtanh and sign, grad_weight in
 //       modes full and sign. stderr gets one line of statistics per kernel launch.
 //       Exit status 4 (and "unsupported: ..." on stdout): the compiler lacks the dtype.
+//       With the header's `amp` set to a 16-bit dtype code: adder_conv2d_amp instead, whose
+//       compute dtype that is. The input is in `dtype` (float32 or the compute dtype), the
+//       weight, bias and grad_output are float32; stdout gets the float32 forward (the packed
+//       fp16 kernel), grad_input in both modes in `dtype`, grad_weight in both modes in float32.
 //   emulate_adder_conv2d --self-test NAME
 //       Toy kernels that show the emulation catches what it claims to catch (see self_test).
+//   emulate_adder_conv2d --fp16-ops < floats.bin > results.bin
+//       The __half stand-ins of cuda_emu.h on 2·n float32 values a, b (stdin: n as int64, then
+//       a and b): stdout gets the uint16 bits of round(a), round(b), hsub2, hadd2 and
+//       habs2(hsub2) of the rounded pairs, then __half2float of all 65536 bit patterns (float32).
 //
 // The host side mirrors csrc/cuda/adder_conv2d_cuda.cu: the same weight re-layouts,
 // and the grid, tile and split-K choices of the shared launch plan.
@@ -39,6 +47,7 @@ constexpr int64_t kFloat64 = 64, kFloat32 = 32, kFloat16 = 16, kBFloat16 = 17;
 struct Header {
   int64_t magic, dtype, reverse_order, sms;
   int64_t N, C, H, W, Cout, kh, kw, sh, sw, ph, pw, dh, dw, groups, has_bias, Ho, Wo;
+  int64_t amp;  // 0: adder_conv2d; kFloat16 / kBFloat16: adder_conv2d_amp with that compute dtype
 };
 
 [[noreturn]] void die(const std::string& what) { cuda_emu::fail(what.c_str()); }
@@ -81,6 +90,7 @@ template <typename scalar_t, typename acc_t>
 void run_case(const Header& h) {
   namespace K = addersr::cuda_kernels;
   namespace L = addersr::cuda_launch;
+  using IO = K::GradTypes<scalar_t, scalar_t>;
   const ConvShape s = L::kernel_shape(geometry_of(h));
   const std::size_t x_n = (std::size_t)s.N * s.C * s.HW;
   const std::size_t w_n = (std::size_t)s.Cout * s.K;
@@ -128,10 +138,10 @@ void run_case(const Header& h) {
     for (const bool sign : {false, true}) {
       DeviceArray<scalar_t> dx(x_n);
       if (sign)
-        cuda_emu::launch(K::adder_grad_input_kernel<scalar_t, acc_t, Cfg, Mode::GradInputSign>, g3, dim3(Cfg::NT),
+        cuda_emu::launch(K::adder_grad_input_kernel<IO, acc_t, Cfg, Mode::GradInputSign>, g3, dim3(Cfg::NT),
                          go.data(), x.data(), static_cast<const acc_t*>(wp.data()), dx.data(), s);
       else
-        cuda_emu::launch(K::adder_grad_input_kernel<scalar_t, acc_t, Cfg, Mode::GradInputHardtanh>, g3,
+        cuda_emu::launch(K::adder_grad_input_kernel<IO, acc_t, Cfg, Mode::GradInputHardtanh>, g3,
                          dim3(Cfg::NT), go.data(), x.data(), static_cast<const acc_t*>(wp.data()), dx.data(), s);
       report(sign ? "grad_input sign" : "grad_input hardtanh", g3, dim3(Cfg::NT));
       write_array(dx);
@@ -148,11 +158,11 @@ void run_case(const Header& h) {
       DeviceArray<acc_t> part((std::size_t)plan.splits * w_n);
       DeviceArray<scalar_t> dw(w_n);
       if (sign)
-        cuda_emu::launch(K::adder_grad_weight_kernel<scalar_t, acc_t, Cfg, Mode::GradWeightSign>, g3,
+        cuda_emu::launch(K::adder_grad_weight_kernel<IO, acc_t, Cfg, Mode::GradWeightSign>, g3,
                          dim3(Cfg::NT), go.data(), x.data(), static_cast<const acc_t*>(w_acc.data()), part.data(), s,
                          (int)plan.pixels_per_split, (int)plan.tap_tiles);
       else
-        cuda_emu::launch(K::adder_grad_weight_kernel<scalar_t, acc_t, Cfg, Mode::GradWeightFull>, g3,
+        cuda_emu::launch(K::adder_grad_weight_kernel<IO, acc_t, Cfg, Mode::GradWeightFull>, g3,
                          dim3(Cfg::NT), go.data(), x.data(), static_cast<const acc_t*>(w_acc.data()), part.data(), s,
                          (int)plan.pixels_per_split, (int)plan.tap_tiles);
       report(sign ? "grad_weight sign" : "grad_weight full", g3, dim3(Cfg::NT));
@@ -162,6 +172,140 @@ void run_case(const Header& h) {
       write_array(dw);
     }
   }
+}
+
+// adder_conv2d_amp, as csrc/cuda/adder_conv2d_cuda.cu runs it: X is the input's type
+// (float or V), V the compute dtype; weights, bias, grad_output and the accumulation float.
+// The weights are rounded to V on the host (weight.to(compute dtype)) and re-laid out: as
+// fp16 pairs for the packed forward, as float for its overflow path and the backward.
+template <typename X, typename V>
+void run_amp_case(const Header& h) {
+  namespace K = addersr::cuda_kernels;
+  namespace L = addersr::cuda_launch;
+  using IO = K::GradTypes<float, X, V>;
+  const ConvShape s = L::kernel_shape(geometry_of(h));
+  const std::size_t x_n = (std::size_t)s.N * s.C * s.HW;
+  const std::size_t w_n = (std::size_t)s.Cout * s.K;
+  const std::size_t y_n = (std::size_t)s.N * s.Cout * s.HoWo;
+
+  DeviceArray<X> x(x_n);
+  DeviceArray<float> w(w_n), bias(h.has_bias ? (std::size_t)s.Cout : 0), go(y_n);
+  read_array(x);
+  read_array(w);
+  read_array(bias);
+  read_array(go);
+  DeviceArray<float> w_val(w_n);  // weight.to(compute dtype).to(float)
+  for (std::size_t i = 0; i < w_n; ++i) w_val[i] = static_cast<float>(static_cast<V>(w[i]));
+
+  // ---- forward: [Cout][K] -> [g][ceil(K/2)][Mg] fp16 pairs
+  {
+    using Cfg = K::PackedConfig;
+    const int pairs = (s.K + 1) / 2;
+    DeviceArray<uint32_t> wt2((std::size_t)s.groups * pairs * s.Mg);
+    for (int g = 0; g < s.groups; ++g)
+      for (int m = 0; m < s.Mg; ++m)
+        for (int p = 0; p < pairs; ++p) {
+          const float* row = &w_val[((std::size_t)g * s.Mg + m) * s.K];
+          const float lo = row[2 * p], hi = 2 * p + 1 < s.K ? row[2 * p + 1] : 0.f;
+          wt2[((std::size_t)g * pairs + p) * s.Mg + m] =
+              K::word_of(__halves2half2(__float2half_rn(lo), __float2half_rn(hi)));
+        }
+    DeviceArray<float> y(y_n);
+    const L::Grid grid = L::forward_grid<Cfg>(s);
+    const dim3 g3(grid.x, grid.y, grid.z);
+    cuda_emu::launch(K::adder_forward_packed_kernel<X, V, Cfg>, g3, dim3(Cfg::NT), static_cast<const X*>(x.data()),
+                     static_cast<const uint32_t*>(wt2.data()), static_cast<const float*>(w_val.data()),
+                     h.has_bias ? static_cast<const float*>(bias.data()) : nullptr, y.data(), s);
+    report("forward packed", g3, dim3(Cfg::NT));
+    write_array(y);
+  }
+
+  // ---- grad_input: [Cout][Cg][kh*kw] -> [g][kh*kw][Mg][Cg]
+  {
+    using Cfg = typename K::GemmConfig<float>::type;
+    DeviceArray<float> wp(w_n);
+    for (int g = 0; g < s.groups; ++g)
+      for (int m = 0; m < s.Mg; ++m)
+        for (int ci = 0; ci < s.Cg; ++ci)
+          for (int t = 0; t < s.KHW; ++t)
+            wp[(((std::size_t)g * s.KHW + t) * s.Mg + m) * s.Cg + ci] =
+                w_val[(((std::size_t)g * s.Mg + m) * s.Cg + ci) * s.KHW + t];
+    const L::Grid grid = L::grad_input_grid<Cfg>(s);
+    const dim3 g3(grid.x, grid.y, grid.z);
+    for (const bool sign : {false, true}) {
+      DeviceArray<X> dx(x_n);
+      if (sign)
+        cuda_emu::launch(K::adder_grad_input_kernel<IO, float, Cfg, Mode::GradInputSign>, g3, dim3(Cfg::NT),
+                         static_cast<const float*>(go.data()), static_cast<const X*>(x.data()),
+                         static_cast<const float*>(wp.data()), dx.data(), s);
+      else
+        cuda_emu::launch(K::adder_grad_input_kernel<IO, float, Cfg, Mode::GradInputHardtanh>, g3, dim3(Cfg::NT),
+                         static_cast<const float*>(go.data()), static_cast<const X*>(x.data()),
+                         static_cast<const float*>(wp.data()), dx.data(), s);
+      report(sign ? "grad_input sign" : "grad_input hardtanh", g3, dim3(Cfg::NT));
+      write_array(dx);
+    }
+  }
+
+  // ---- grad_weight (float32: the weight's dtype)
+  {
+    using Cfg = typename K::GradWeightConfig<float>::type;
+    const L::GradWeightPlan plan = L::grad_weight_plan<Cfg>(s, h.sms);
+    const dim3 g3(plan.grid.x, plan.grid.y, plan.grid.z);
+    const dim3 r3(plan.reduce_blocks);
+    for (const bool sign : {false, true}) {
+      DeviceArray<float> part((std::size_t)plan.splits * w_n), dw(w_n);
+      if (sign)
+        cuda_emu::launch(K::adder_grad_weight_kernel<IO, float, Cfg, Mode::GradWeightSign>, g3, dim3(Cfg::NT),
+                         static_cast<const float*>(go.data()), static_cast<const X*>(x.data()),
+                         static_cast<const float*>(w_val.data()), part.data(), s, (int)plan.pixels_per_split,
+                         (int)plan.tap_tiles);
+      else
+        cuda_emu::launch(K::adder_grad_weight_kernel<IO, float, Cfg, Mode::GradWeightFull>, g3, dim3(Cfg::NT),
+                         static_cast<const float*>(go.data()), static_cast<const X*>(x.data()),
+                         static_cast<const float*>(w_val.data()), part.data(), s, (int)plan.pixels_per_split,
+                         (int)plan.tap_tiles);
+      report(sign ? "grad_weight sign" : "grad_weight full", g3, dim3(Cfg::NT));
+      cuda_emu::launch(K::adder_grad_weight_reduce_kernel<float, float>, r3, dim3(L::kReduceThreads),
+                       static_cast<const float*>(part.data()), dw.data(), (int64_t)w_n, (int)plan.splits);
+      report("grad_weight reduce", r3, dim3(L::kReduceThreads));
+      write_array(dw);
+    }
+  }
+}
+
+// The __half stand-ins on given values (see --fp16-ops in the header comment).
+int fp16_ops() {
+  int64_t n = 0;
+  read_exact(&n, sizeof n);
+  if (n < 0 || n > (int64_t(1) << 24)) die("--fp16-ops: bad count");
+  std::vector<float> a(n), b(n);
+  read_exact(a.data(), n * sizeof(float));
+  read_exact(b.data(), n * sizeof(float));
+  std::vector<std::uint16_t> out;
+  out.reserve(5 * n);
+  auto bits = [](__half v) { return v.bits; };
+  for (int64_t i = 0; i < n; ++i) out.push_back(bits(__float2half_rn(a[i])));
+  for (int64_t i = 0; i < n; ++i) out.push_back(bits(__float2half_rn(b[i])));
+  for (const int op : {0, 1, 2}) {
+    for (int64_t i = 0; i < n; ++i) {
+      const __half2 x = __halves2half2(__float2half_rn(a[i]), __float2half_rn(b[i]));
+      const __half2 y = __halves2half2(__float2half_rn(b[i]), __float2half_rn(a[i]));
+      const __half2 r = op == 0 ? __hsub2(x, y) : op == 1 ? __hadd2(x, y) : __habs2(__hsub2(x, y));
+      out.push_back(bits(r.x));  // a - b, a + b, |a - b|
+      // The high lane computed b - a, b + a, |b - a|: the same bits but for the sign of a - b
+      // (zeros and NaNs aside, whose signs carry no information).
+      const std::uint16_t high = op == 0 ? std::uint16_t(r.y.bits ^ 0x8000u) : r.y.bits;
+      const bool zero_or_nan = (r.x.bits & 0x7FFFu) == 0 || (r.x.bits & 0x7FFFu) > 0x7C00u;
+      if (high != r.x.bits && !zero_or_nan) die("--fp16-ops: the two lanes of a packed op disagree");
+    }
+  }
+  write_exact(out.data(), out.size() * sizeof(std::uint16_t));
+  std::vector<float> all(65536);
+  for (int i = 0; i < 65536; ++i) all[i] = __half2float(__half{std::uint16_t(i)});
+  write_exact(all.data(), all.size() * sizeof(float));
+  std::fflush(stdout);
+  return 0;
 }
 
 // ------------------------------------------------------------------ self-tests
@@ -219,6 +363,26 @@ __global__ void toy_out_of_bounds(const float* __restrict__ in, float* __restric
   out[t] = in[t + 1];
 }
 
+// adder_conv2d_amp: input float32 or the compute dtype.
+int run_amp(const Header& h) {
+  const bool f32_input = h.dtype == kFloat32;
+  if (!f32_input && h.dtype != h.amp) die("amp: the input must be float32 or the compute dtype");
+  if (h.amp == kBFloat16) {
+    f32_input ? run_amp_case<float, bfloat16>(h) : run_amp_case<bfloat16, bfloat16>(h);
+  } else if (h.amp == kFloat16) {
+#if CUDA_EMU_HAS_FLOAT16
+    f32_input ? run_amp_case<float, float16>(h) : run_amp_case<float16, float16>(h);
+#else
+    std::puts("unsupported: this compiler has no _Float16");
+    return 4;
+#endif
+  } else {
+    die("amp: the compute dtype must be float16 or bfloat16");
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
 int self_test(const std::string& name) {
   DeviceArray<float> in(kToyThreads), out(kToyThreads);
   for (int t = 0; t < kToyThreads; ++t) in[t] = float(t);
@@ -265,11 +429,13 @@ int self_test(const std::string& name) {
 
 int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "--self-test") == 0) return self_test(argv[2]);
-  if (argc != 1) die("usage: emulate_adder_conv2d < case.bin > results.bin | --self-test NAME");
+  if (argc == 2 && std::strcmp(argv[1], "--fp16-ops") == 0) return fp16_ops();
+  if (argc != 1) die("usage: emulate_adder_conv2d < case.bin > results.bin | --self-test NAME | --fp16-ops");
   Header h;
   read_exact(&h, sizeof h);
   if (h.magic != kMagic) die("bad header (magic)");
   cuda_emu::set_reverse_order(h.reverse_order != 0);
+  if (h.amp != 0) return run_amp(h);
   switch (h.dtype) {
     case kFloat64:
       run_case<double, double>(h);

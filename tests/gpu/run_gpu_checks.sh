@@ -7,7 +7,9 @@
 # On the GPU machine it (1) records the GPU and software, (2) builds the extension in place
 # with the CUDA kernels (sm_90), (3) runs tests/ops/test_ops_cuda.py and tests/ops/test_ops.py,
 # (4) runs benchmarks/bench_adder_conv.py --device cuda (ratios vs cuDNN conv, TF32 off
-# and on). All output is also written to $OUT/gpu_checks.log when $OUT is set.
+# and on), (5) benchmarks/bench_autocast_cuda.py (the fp16/bf16 autocast kernels against the
+# fp32 adder and cuDNN fp16, EDSR body layer). All output is also written to
+# $OUT/gpu_checks.log when $OUT is set, and each benchmark's JSON to $OUT.
 #
 # The lent GPU machines have torch but no network and no basicsr/mmengine, which
 # `import addersr_plugin` needs: `--wheelhouse` downloads/builds those pure-Python
@@ -126,6 +128,10 @@ assert s["extension_loaded"] and "CUDA" not in s["reference_backends"], s
   section "benchmark vs cuDNN conv (TF32 off and on)"
   timeout "$(budget 150)" "$PY" benchmarks/bench_adder_conv.py --device cuda --markdown --reference-budget 5 \
     ${OUT:+--json "$OUT/bench_cuda_$(date -u +%Y-%m-%d_%H%M%S).json"} || fail "benchmark"  # one file per run
+
+  section "benchmark: autocast fp16/bf16 (packed fp16 kernels) vs the fp32 adder and cuDNN fp16"
+  timeout "$(budget 90)" "$PY" benchmarks/bench_autocast_cuda.py \
+    ${OUT:+--json "$OUT/bench_autocast_cuda_$(date -u +%Y-%m-%d_%H%M%S).json"} || fail "autocast benchmark"
 
   section "done"
   if [ "$STATUS" = 0 ]; then echo "ALL GPU CHECKS PASSED"; else echo "SOME GPU CHECKS FAILED"; fi

@@ -10,6 +10,12 @@ order) — float64 and float32 on every case, float16 and bfloat16 (emulated typ
 accumulation) on a few; each run does the forward and all four backward modes (grad_input hardtanh/sign,
 grad_weight full/sign) exactly as ``adder_conv2d_cuda.cu`` launches them.
 
+``addersr::adder_conv2d_amp`` (the op CUDA autocast runs: operands rounded to fp16/bf16, packed
+fp16 arithmetic, float32 output) runs its packed forward kernel and the mixed-dtype backward on
+the stand-ins of cuda_fp16.h in cuda_emu.h, whose rounding is checked here bit for bit against
+PyTorch's; its forward is held to the error bound of the packed accumulation (docs/adder_op.md,
+"Mixed precision"), which the test derives from the kernel's run length.
+
 Every case runs with the threads of a block scheduled in thread order and in reverse
 order: a missing barrier makes one of the two read stale shared memory (see cuda_emu.h).
 The self-tests show that the emulator stops divergent barriers and catches races,
@@ -19,6 +25,7 @@ unwritten shared memory and out-of-bounds reads, so a pass here means something.
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import struct
 import subprocess
@@ -30,7 +37,9 @@ import pytest
 import torch
 
 from addersr_plugin.ops.reference import (
+    PACKED_FP16_RUN,
     output_size,
+    packed_fp16_error_bound,
     reference_forward,
     reference_grad_input,
     reference_grad_weight,
@@ -163,26 +172,44 @@ def _make(case: Case, dtype: torch.dtype, bias: bool, seed: int):
     return rnd(x), rnd(w), rnd(b), rnd(gy)
 
 
-def _emulate(exe: Path, case: Case, dtype: torch.dtype, reverse: bool, x, w, b, gy):
-    ho, wo = gy.shape[2:]
-    header = [MAGIC, DTYPE_CODES[dtype], int(reverse), case.sms, case.n, case.cin, case.h, case.w, case.cout,
-              *case.k, *case.stride, *case.padding, *case.dilation, case.groups, int(b is not None), ho, wo]
+def _run_emulator(exe: Path, header, arrays) -> subprocess.CompletedProcess:
+    """Header (int64 values) and (tensor, dtype) arrays on stdin; skips where the compiler lacks a dtype."""
     payload = struct.pack(f"<{len(header)}q", *header)
-    for t in (x, w, b, gy):
+    for t, dtype in arrays:
         if t is not None:
             payload += t.to(dtype).contiguous().view(torch.uint8).numpy().tobytes()
     proc = subprocess.run([str(exe)], input=payload, capture_output=True, timeout=RUN_TIMEOUT_S)
     if proc.returncode == EXIT_UNSUPPORTED:
-        pytest.skip(f"{dtype}: {proc.stdout.decode().strip()}")
+        pytest.skip(proc.stdout.decode().strip())
     assert proc.returncode == 0, f"emulator exit status {proc.returncode}: {proc.stderr.decode()}"
-    launches = proc.stderr.decode()
-    flat = torch.frombuffer(bytearray(proc.stdout), dtype=dtype).double()
-    shapes = {"forward": gy.shape, "grad_input hardtanh": x.shape, "grad_input sign": x.shape,
-              "grad_weight full": w.shape, "grad_weight sign": w.shape}
-    sizes = [torch.Size(s).numel() for s in shapes.values()]
-    assert flat.numel() == sum(sizes), f"emulator wrote {flat.numel()} values, expected {sum(sizes)}"
-    results = {name: part.view(shape) for (name, shape), part in zip(shapes.items(), flat.split(sizes))}
-    return results, launches
+    return proc
+
+
+def _header(case: Case, dtype: torch.dtype, reverse: bool, has_bias: bool, ho: int, wo: int, amp: int = 0):
+    return [MAGIC, DTYPE_CODES[dtype], int(reverse), case.sms, case.n, case.cin, case.h, case.w, case.cout,
+            *case.k, *case.stride, *case.padding, *case.dilation, case.groups, int(has_bias), ho, wo, amp]
+
+
+def _split_results(stdout: bytes, parts) -> dict:
+    """The emulator's stdout as named tensors (float64): parts is [(name, shape, dtype)] in output order."""
+    out, offset = {}, 0
+    for name, shape, dtype in parts:
+        nbytes = torch.Size(shape).numel() * dtype.itemsize
+        chunk = stdout[offset:offset + nbytes]
+        assert len(chunk) == nbytes, f"emulator wrote {len(stdout)} bytes, too few for {name}"
+        out[name] = torch.frombuffer(bytearray(chunk), dtype=dtype).double().view(shape)
+        offset += nbytes
+    assert offset == len(stdout), f"emulator wrote {len(stdout) - offset} bytes too many"
+    return out
+
+
+def _emulate(exe: Path, case: Case, dtype: torch.dtype, reverse: bool, x, w, b, gy):
+    ho, wo = gy.shape[2:]
+    proc = _run_emulator(exe, _header(case, dtype, reverse, b is not None, ho, wo),
+                         [(t, dtype) for t in (x, w, b, gy)])
+    parts = [("forward", gy.shape, dtype), ("grad_input hardtanh", x.shape, dtype), ("grad_input sign", x.shape, dtype),
+             ("grad_weight full", w.shape, dtype), ("grad_weight sign", w.shape, dtype)]
+    return _split_results(proc.stdout, parts), proc.stderr.decode()
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, what: str):
@@ -246,4 +273,143 @@ def test_cases_reach_the_tiling_edges(emulator, name, kernel, grid):
     inputs, _ = _case_and_reference(name, torch.float32)
     _, launches = _emulate(emulator, CASES[name], torch.float32, False, *inputs)
     expected = f"{kernel}: grid ({grid[0]},{grid[1]},{grid[2]})"
+    assert expected in launches, f"{expected!r} not among the launches:\n{launches}"
+
+
+# ---------------------------------------------------------------------------- adder_conv2d_amp (autocast)
+
+FP32_U = 2.0 ** -24
+AMP_CASES = ["rgb_stem_27_taps_batch3", "cout70_stride2_nonsquare", "dilation2_groups2_pad2",
+             "k144_tap_tiles_and_splits", "groups3_dilation_w_cout66"]
+
+
+def test_packed_run_length_is_the_kernels():
+    """The error bound (reference.packed_fp16_error_bound) uses the kernel's run length."""
+    text = (KERNEL_DIR / "adder_conv2d_kernels.cuh").read_text()
+    assert int(re.search(r"constexpr int kPackedRun = (\d+);", text).group(1)) == PACKED_FP16_RUN
+
+
+def packed_forward_bound(case: Case, abs_sum: torch.Tensor) -> torch.Tensor:
+    return packed_fp16_error_bound(abs_sum, case.cin // case.groups * case.k[0] * case.k[1])
+
+
+def _amp_inputs(case: Case, compute: torch.dtype, in_dtype: torch.dtype, seed: int, scale: float = 1.0):
+    """float64 tensors: x (values of in_dtype), w, b (values of float32), grad_output (float32)."""
+    x, w, b, gy = _make(case, torch.float64, bias=case.cout % 2 == 1, seed=seed)
+    x, w = x * scale, w * scale
+    f32 = lambda t: None if t is None else t.float().double()  # noqa: E731
+    return x.to(in_dtype).double(), f32(w), f32(b), f32(gy)
+
+
+def _emulate_amp(exe: Path, case: Case, compute: torch.dtype, in_dtype: torch.dtype, reverse: bool, x, w, b, gy):
+    ho, wo = gy.shape[2:]
+    header = _header(case, in_dtype, reverse, b is not None, ho, wo, amp=DTYPE_CODES[compute])
+    proc = _run_emulator(exe, header, [(x, in_dtype), (w, torch.float32), (b, torch.float32), (gy, torch.float32)])
+    parts = [("forward", gy.shape, torch.float32), ("grad_input hardtanh", x.shape, in_dtype),
+             ("grad_input sign", x.shape, in_dtype), ("grad_weight full", w.shape, torch.float32),
+             ("grad_weight sign", w.shape, torch.float32)]
+    return _split_results(proc.stdout, parts), proc.stderr.decode()
+
+
+def _amp_reference(case: Case, compute: torch.dtype, x, w, b, gy):
+    """float64 results on the operands the op computes with: x and w rounded to the compute dtype."""
+    xr, wr = x.to(compute).double(), w.to(compute).double()
+    geom = (case.stride, case.padding, case.dilation, case.groups)
+    y = reference_forward(xr, wr, b, *geom)
+    return {
+        "forward": y,
+        "abs_sum": (y - (0 if b is None else b.view(1, -1, 1, 1))).abs(),  # Σ|x̃ - w̃|
+        "grad_input hardtanh": reference_grad_input(gy, xr, wr, *geom, "hardtanh"),
+        "grad_input sign": reference_grad_input(gy, xr, wr, *geom, "sign"),
+        "grad_weight full": reference_grad_weight(gy, xr, wr, *geom, "full"),
+        "grad_weight sign": reference_grad_weight(gy, xr, wr, *geom, "sign"),
+    }
+
+
+def test_fp16_stand_ins_round_like_pytorch(emulator):
+    """cuda_emu.h's __half conversions and packed +, -, |·| against PyTorch's float16, bit for bit:
+    random values over fp16's whole range, exact ties (round half to even), subnormals, overflow."""
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    mags = torch.exp2(torch.empty(n).uniform_(-26, 17, generator=g))  # subnormals .. past 65504
+    a = mags * torch.randn(n, generator=g).sign()
+    b = a * torch.empty(n).uniform_(-2, 2, generator=g)
+    # Exact ties: midpoints between neighbouring fp16 values, normal and subnormal.
+    h = torch.randint(1, 0x7BFF, (2000,), generator=g, dtype=torch.int16).view(torch.float16).float()
+    up = torch.nextafter(h.half(), torch.tensor(float("inf"), dtype=torch.float16)).float()
+    a = torch.cat([a, (h + up) / 2, torch.tensor([65504.0, 65519.0, 65520.0, 2.0 ** -25, 3 * 2.0 ** -26, 0.0])])
+    b = torch.cat([b, -(h + up) / 2, torch.tensor([-65504.0, 1.0, -1.0, 2.0 ** -25, 0.0, -0.0])])
+    n = a.numel()
+    payload = struct.pack("<q", n) + a.float().numpy().tobytes() + b.float().numpy().tobytes()
+    proc = subprocess.run([str(emulator), "--fp16-ops"], input=payload, capture_output=True, timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr.decode()
+    bits = torch.frombuffer(bytearray(proc.stdout[:10 * n]), dtype=torch.int16).view(5, n)
+    ah, bh = a.half(), b.half()
+    expected = torch.stack([ah, bh, ah - bh, ah + bh, (ah - bh).abs()]).view(torch.int16)
+    for row, name in enumerate(["round(a)", "round(b)", "a - b", "a + b", "|a - b|"]):
+        both_nan = bits[row].view(torch.float16).isnan() & expected[row].view(torch.float16).isnan()
+        bad = ((bits[row] != expected[row]) & ~both_nan).nonzero().flatten()
+        assert bad.numel() == 0, f"{name}: {bad.numel()} mismatches, first at a={a[bad[0]].item()!r}, b={b[bad[0]].item()!r}"
+    widened = torch.frombuffer(bytearray(proc.stdout[10 * n:]), dtype=torch.float32)
+    every = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(torch.float16).float()
+    same = (widened == every) | (widened.isnan() & every.isnan())
+    assert same.all(), f"__half2float differs on {(~same).sum().item()} of the 65536 fp16 values"
+
+
+@pytest.mark.parametrize("in_name", ["float32_input", "compute_dtype_input"])
+@pytest.mark.parametrize("compute", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("name", AMP_CASES)
+def test_amp_kernels_match_reference_within_the_packed_bound(emulator, name, compute, in_name):
+    """The packed fp16 forward within its derived bound, and visibly in half precision (an fp32
+    computation would be ~100x closer); the backward in fp32 on the rounded operands, grad_input
+    in the input's dtype, grad_weight in float32 (the weight's)."""
+    case = CASES[name]
+    in_dtype = torch.float32 if in_name == "float32_input" else compute
+    reverse = (in_name == "float32_input") == (compute == torch.float16)  # both orders over the matrix
+    x, w, b, gy = _amp_inputs(case, compute, in_dtype, seed=case.cout + 1)
+    actual, _ = _emulate_amp(emulator, case, compute, in_dtype, reverse, x, w, b, gy)
+    expected = _amp_reference(case, compute, x, w, b, gy)
+
+    y, ref = actual["forward"], expected["forward"]
+    assert torch.isfinite(y).all()
+    err = (y - ref).abs()
+    bound = packed_forward_bound(case, expected["abs_sum"])
+    assert (err <= bound).all(), f"forward: error {(err / bound).max().item():.3g}x its bound"
+    rel = (err / expected["abs_sum"].clamp_min(1e-30)).max().item()
+    assert rel > 1e-5, f"forward: relative error {rel:.2g} is fp32-sized: the packed fp16 arithmetic did not run"
+    for what in ("grad_input hardtanh", "grad_input sign"):
+        _assert_close(actual[what], expected[what], in_dtype, what)
+    for what in ("grad_weight full", "grad_weight sign"):
+        _assert_close(actual[what], expected[what], torch.float32, what)
+
+
+@pytest.mark.parametrize("compute", HALF_DTYPES, ids=str)
+def test_amp_forward_recomputes_fp16_overflows_in_fp32(emulator, compute):
+    """|x - w| ~ 4·10^4 overflows every fp16 run (65504): each output is recomputed in fp32 from
+    global memory, so it is finite and fp32-accurate. bf16 operands also pass fp16's range."""
+    case = CASES["k144_tap_tiles_and_splits"]
+    x, w, b, gy = _amp_inputs(case, compute, torch.float32, seed=3)
+    x = (x.abs() * 1.5e4 + 1.5e4).clamp(max=6e4)  # within fp16 (65504), their differences past it
+    w = -(w.abs() * 1.5e4 + 1.5e4).clamp(max=6e4)
+    if compute == torch.bfloat16:
+        x[0, 0] = 1e5  # beyond fp16: inf once carried in fp16, recomputed from the bf16 value
+    actual, _ = _emulate_amp(emulator, case, compute, torch.float32, False, x, w, b, gy)
+    expected = _amp_reference(case, compute, x, w, b, gy)
+    y = actual["forward"]
+    assert torch.isfinite(y).all(), "an fp16 overflow reached the output"
+    taps = case.cin * case.k[0] * case.k[1]
+    err = (y - expected["forward"]).abs()
+    assert (err <= (taps + 2) * FP32_U * expected["abs_sum"] + 1e-3).all(), (err / expected["abs_sum"]).max()
+
+
+@pytest.mark.parametrize("name,grid", [
+    ("cout70_stride2_nonsquare", (1, 2, 1)),  # two M tiles of 64
+    ("k144_tap_tiles_and_splits", (5, 1, 1)),  # 640 pixels: five tiles of 128
+    ("groups3_dilation_w_cout66", (1, 1, 3)),  # three groups
+])
+def test_amp_cases_reach_the_packed_tiling_edges(emulator, name, grid):
+    case = CASES[name]
+    inputs = _amp_inputs(case, torch.float16, torch.float16, seed=1)
+    _, launches = _emulate_amp(emulator, case, torch.float16, torch.float16, False, *inputs)
+    expected = f"forward packed: grid ({grid[0]},{grid[1]},{grid[2]})"
     assert expected in launches, f"{expected!r} not among the launches:\n{launches}"

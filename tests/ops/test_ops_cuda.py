@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from addersr_plugin.ops import adder_conv2d, adder_conv2d_reference, extension_status
+from addersr_plugin.ops.reference import packed_fp16_error_bound
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -272,17 +273,33 @@ def test_direct_op_calls_reject_bad_arguments_with_named_errors():
 
 # --------------------------------------------------------------------------- autocast (docs/adder_op.md)
 
+def _amp_bound(case: Case, abs_sum: torch.Tensor) -> torch.Tensor:
+    return packed_fp16_error_bound(abs_sum, case.cin // case.groups * case.k[0] * case.k[1])
+
+
+def _assert_amp_forward(y: torch.Tensor, case: Case, ref: torch.Tensor, bias: Optional[torch.Tensor], what: str):
+    """The packed fp16 forward: float32, within its error bound of the float64 reference on the
+    rounded operands (docs/adder_op.md, "Mixed precision")."""
+    y = y.detach().double().cpu()
+    assert y.dtype == torch.float64 and torch.isfinite(y).all(), f"{what}: non-finite values"
+    abs_sum = (ref - (0 if bias is None else bias.view(1, -1, 1, 1))).abs()
+    err, bound = (y - ref).abs(), _amp_bound(case, abs_sum)
+    assert (err <= bound).all(), f"{what}: error {(err / bound).max().item():.3g}x the packed bound"
+
+
 @pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
-def test_autocast_runs_the_float32_kernels_and_matches_reference(amp_dtype):
-    """Under CUDA autocast the op casts to float32 (AUTOCAST_DTYPE) whatever the autocast dtype: the
-    result is the float64 reference's on those float32 values, the gradients arrive in each leaf's dtype."""
+def test_autocast_runs_the_packed_half_kernels_and_matches_reference(amp_dtype):
+    """Under CUDA autocast the op runs adder_conv2d_amp: operands rounded to the autocast dtype,
+    packed fp16 arithmetic, a float32 result within the packed bound of the float64 reference; the
+    gradients (fp32 arithmetic on the rounded operands) arrive in each leaf's dtype."""
     case = CASES["dilation2_groups2_pad2"]
     x, w, b, gy = _make(case, torch.float32, True, 7)
     geom = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups)
     xc = x.to(DEV, amp_dtype).requires_grad_()  # an activation of an autocast convolution
     wc, bc = w.float().to(DEV).requires_grad_(), b.float().to(DEV).requires_grad_()
     xr = xc.detach().cpu().double().requires_grad_()
-    wr, br = wc.detach().cpu().double().requires_grad_(), bc.detach().cpu().double().requires_grad_()
+    wr = wc.detach().cpu().to(amp_dtype).double().requires_grad_()  # the weight the op computes with
+    br = bc.detach().cpu().double().requires_grad_()
     with torch.autocast("cuda", dtype=amp_dtype):
         yc = adder_conv2d(xc, wc, bc, **geom)
         direct = torch.ops.addersr.adder_conv2d(xc, wc, bc, list(case.stride), list(case.padding),
@@ -290,19 +307,73 @@ def test_autocast_runs_the_float32_kernels_and_matches_reference(amp_dtype):
     assert yc.dtype == direct.dtype == torch.float32
     torch.testing.assert_close(direct, yc, rtol=0, atol=0)
     yr = adder_conv2d_reference(xr, wr, br, **geom)
-    _assert_close(yc, yr.detach(), torch.float32, "forward under autocast")
+    _assert_amp_forward(yc, case, yr.detach(), br.detach(), "forward under autocast")
     yc.backward(gy.float().to(DEV))
     yr.backward(gy)
     assert (xc.grad.dtype, wc.grad.dtype, bc.grad.dtype) == (amp_dtype, torch.float32, torch.float32)
     _assert_close(wc.grad, wr.grad, torch.float32, "grad_weight under autocast")
     _assert_close(bc.grad, br.grad, torch.float32, "grad_bias under autocast")
-    _assert_close(xc.grad, xr.grad, amp_dtype, "grad_input under autocast (rounded to the leaf's dtype)")
+    _assert_close(xc.grad, xr.grad, amp_dtype, "grad_input under autocast (in the leaf's dtype)")
+
+
+@pytest.mark.parametrize("x_dtype,compute", [(torch.float32, torch.float16), (torch.float16, torch.float16),
+                                             (torch.float32, torch.bfloat16), (torch.bfloat16, torch.bfloat16)],
+                         ids=str)
+@pytest.mark.parametrize("name", ["rgb_stem_27_taps_batch3", "cout70_stride2_nonsquare", "groups3_dilation_w",
+                                  "edsr_like_64ch"])
+def test_amp_op_matches_reference(name, x_dtype, compute):
+    """adder_conv2d_amp called directly, float32 weights (as autocast passes a parameter): forward
+    within the packed bound, gradients in the input's / weight's dtype."""
+    case = CASES[name]
+    x, w, b, gy = _make(case, x_dtype, True, 3)
+    w, b, gy = w.float().double(), b.float().double(), gy.float().double()
+    geom = (list(case.stride), list(case.padding), list(case.dilation), case.groups)
+    xc = x.to(DEV, x_dtype).requires_grad_()
+    wc, bc = w.to(DEV, torch.float32).requires_grad_(), b.to(DEV, torch.float32).requires_grad_()
+    yc = torch.ops.addersr.adder_conv2d_amp(xc, wc, bc, *geom, "full", "hardtanh", compute)
+    xr = x.to(compute).double().requires_grad_()
+    wr, br = w.to(compute).double().requires_grad_(), b.clone().requires_grad_()
+    yr = adder_conv2d_reference(xr, wr, br, *geom)
+    _assert_amp_forward(yc, case, yr.detach(), b, "forward")
+    yc.backward(gy.float().to(DEV))
+    yr.backward(gy)
+    assert (xc.grad.dtype, wc.grad.dtype) == (x_dtype, torch.float32)
+    _assert_close(xc.grad, xr.grad, x_dtype, "grad_input")
+    _assert_close(wc.grad, wr.grad, torch.float32, "grad_weight")
+
+
+def test_amp_forward_survives_fp16_overflow():
+    """Differences of ~4·10^4 overflow every fp16 run: the kernel recomputes those outputs in fp32."""
+    case = CASES["edsr_like_64ch"]
+    x, w, _, _ = _make(case, torch.float32, False, 4)
+    x = (x.abs() * 1.5e4 + 1.5e4).clamp(max=6e4).half().double()
+    w = -(w.abs() * 1.5e4 + 1.5e4).clamp(max=6e4).half().double()
+    y = torch.ops.addersr.adder_conv2d_amp(x.to(DEV, torch.float16), w.to(DEV, torch.float16), None, [1, 1], [1, 1],
+                                           [1, 1], 1, "full", "hardtanh", torch.float16)
+    ref = adder_conv2d_reference(x, w, None, padding=1)
+    assert torch.isfinite(y).all()
+    _assert_close(y, ref, torch.float32, "overflowed outputs, recomputed in fp32")
+
+
+def test_opcheck_amp_on_cuda():
+    x = torch.randn(2, 6, 7, 5, device=DEV, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, device=DEV, requires_grad=True)
+    b = torch.randn(4, device=DEV, requires_grad=True)
+    geom = ([2, 1], [1, 1], [1, 1], 2)
+    torch.library.opcheck(torch.ops.addersr.adder_conv2d_amp.default,
+                          (x, w, b, *geom, "full", "hardtanh", torch.bfloat16))
+    gy = torch.randn(2, 4, 4, 5, device=DEV)
+    torch.library.opcheck(torch.ops.addersr.adder_conv2d_amp_grad_input.default,
+                          (gy, x.detach(), w.detach(), *geom, "sign", torch.bfloat16))
+    torch.library.opcheck(torch.ops.addersr.adder_conv2d_amp_grad_weight.default,
+                          (gy, x.detach(), w.detach(), *geom, "sign", torch.bfloat16))
 
 
 @pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
 def test_adder_edsr_under_cuda_autocast_is_finite_and_close_to_float32(amp_dtype):
-    """The whole network: float16 must not overflow (the adder sums pass 65504; they stay float32),
-    and the output stays within the CPU bf16 test's tolerance (tests/models/test_adder_sr_model_amp.py)."""
+    """The whole network: float16 must not overflow (the adder sums pass 65504; the outputs are
+    float32 and overflowed fp16 runs are recomputed), and the output stays within the CPU bf16
+    test's tolerance (tests/models/test_adder_sr_model_amp.py)."""
     from addersr_plugin.archs.adder_edsr_arch import AdderEDSR
 
     torch.manual_seed(0)

@@ -93,13 +93,14 @@ def bicubic(scales) -> dict:
     return out
 
 
-CNN_VARIANTS = ("edsr", "vdsr", "edsr_ship")
+CNN_VARIANTS = ("edsr", "vdsr", "edsr_ship", "edsr_p96")
 
 
 def twin(name: str) -> str:
     """The CNN run of the same scale, size and seed: VDSR for an AdderVDSR run, else EDSR."""
     f = study.parse(name)
-    cnn = "vdsr" if f["variant"].startswith("avdsr") else "edsr_ship" if f["variant"] == "ship" else "edsr"
+    cnn = "vdsr" if f["variant"].startswith("avdsr") else "edsr_ship" if f["variant"] == "ship" else \
+        "edsr_p96" if f["variant"] == "ours_p96" else "edsr"
     return study.run_name(f["scale"], cnn, f["feat"], f["block"], f["seed"])
 
 

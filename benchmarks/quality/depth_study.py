@@ -67,6 +67,18 @@ VARIANTS = {
                 {"optim_g": {"adder_lr_mult": 5}, **NO_CLIP}),
     "ours_m50": ("ours with adder_lr_mult 50 instead of 20", {**OURS_ARCH, "second_shortcut": False},
                  {"optim_g": {"adder_lr_mult": 50}, **NO_CLIP}),
+    # AdderNet's input gradient clamps W − X to [−1, 1] (HardTanh): below 1 in magnitude it is
+    # smaller than the true gradient's ±1, and 33 adder layers deep the attenuation compounds.
+    "ours_isign": ("ours with the exact input gradient (input_grad sign) instead of AdderNet's HardTanh",
+                   {**OURS_ARCH, "second_shortcut": False, "input_grad": "sign"}, {**OURS_TRAIN, **NO_CLIP}),
+    # Zero padding: a ×4 LR patch is 12×12 pixels, and a 16-block net's receptive field covers it
+    # many times over, so every output pixel of a training patch sees the padded border; |0 − w| is
+    # a large response for an adder layer (a convolution's zero padding adds nothing). The same
+    # pixels per batch in 4 patches of 96² HR (24² LR) instead of 16 of 48².
+    "ours_p96": ("ours trained on 4 patches of 96² HR per batch instead of 16 of 48² (same pixels)",
+                 {**OURS_ARCH, "second_shortcut": False}, {**OURS_TRAIN, **NO_CLIP, "DATA": {"gt_size": 96, "batch_size_per_gpu": 4}}),
+    "edsr_p96": ("BasicSR's EDSR on 4 patches of 96² HR per batch (the twin of ours_p96)", {"type": "EDSR"},
+                 {**NO_CLIP, "DATA": {"gt_size": 96, "batch_size_per_gpu": 4}}),
     # The shipped option files' training rule (options/adder_edsr_x4.yml: Adam lr 1e-4, adder
     # weights x20, AdderSRModel's default gradient clipping, MultiStepLR) at a CPU size and a longer
     # run than the study's: does the rule users get train stably at 16 blocks, and how far is it
@@ -130,6 +142,8 @@ def options(name: str) -> dict:
         if net["type"] != "EDSR":
             train["optim_g"]["adder_lr_mult"] = 20
         train_changes = {}
+    train_changes = dict(train_changes)
+    data_changes = train_changes.pop("DATA", {})
     for k, v in train_changes.items():
         train[k] = {**train[k], **copy.deepcopy(v)} if isinstance(v, dict) else v
     return {
@@ -146,7 +160,7 @@ def options(name: str) -> dict:
                 "filename_tmpl": "{}", "io_backend": {"type": "lmdb"},
                 "gt_size": PATCH, "use_hflip": True, "use_rot": True,
                 "num_worker_per_gpu": 0, "batch_size_per_gpu": BATCH,
-                "dataset_enlarge_ratio": 100, "prefetch_mode": None,
+                "dataset_enlarge_ratio": 100, "prefetch_mode": None, **data_changes,
             },
             "val": {
                 "name": "validation", "type": "PairedImageDataset",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import sys
@@ -33,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # adder_conv_measure, also when loaded by path
+from results_io import new_json_path, write_new_json  # noqa: E402
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the fallback warning is reported below, in the header
     from addersr_plugin.ops import extension_status
@@ -201,20 +201,6 @@ def target_lines(report: dict) -> List[str]:
 
 # --------------------------------------------------------------------------- main
 
-def publish_new(tmp: Path, path: Path) -> bool:
-    """Move the finished file ``tmp`` to ``path`` unless ``path`` exists (False then, ``tmp`` kept)."""
-    try:
-        os.link(tmp, path)  # atomic, and fails if path exists
-    except FileExistsError:
-        return False
-    except OSError:  # a filesystem without hard links
-        if path.exists():
-            return False
-        tmp.replace(path)
-        return True
-    tmp.unlink()
-    return True
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -278,14 +264,6 @@ def _float_kernels(p: argparse.ArgumentParser, args: argparse.Namespace) -> List
         p.error("--float-kernels avx512: this CPU lacks AVX-512 F/DQ/VL/BW")
     return names
 
-
-def new_json_path(directory: Path, date: str) -> Path:
-    """DIR/bench_adder_conv_<YYYY-MM-DD_HHMM>.json, with _2, _3, ... when that name is taken."""
-    stem = "bench_adder_conv_" + date.replace(" UTC", "").replace(" ", "_").replace(":", "")
-    path, i = directory / f"{stem}.json", 2
-    while path.exists():
-        path, i = directory / f"{stem}_{i}.json", i + 1
-    return path
 
 
 def main(argv=None) -> int:
@@ -401,17 +379,9 @@ def main(argv=None) -> int:
         print("\n" + markdown(report))
     path = args.json
     if args.json_dir:
-        args.json_dir.mkdir(parents=True, exist_ok=True)
-        path = new_json_path(args.json_dir, info["date"])
+        path = new_json_path(args.json_dir, "bench_adder_conv", info["date"])
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2, default=str))
-        if not publish_new(tmp, path):  # never a half-written file, never an earlier run's overwritten
-            print(f"bench_adder_conv: error: {path} appeared during the run; results left in {tmp}",
-                  file=sys.stderr)
-            return 2
-        print(f"\nwrote {path}")
+        return write_new_json(report, path, "bench_adder_conv")  # whole or nothing, never overwriting
     return 0
 
 

@@ -93,7 +93,12 @@ class GradClipper:
         A non-finite norm changes no statistic (the caller skips that step).
         """
         limit = self.threshold()
-        norm = float(torch.nn.utils.clip_grad_norm_(params, limit))  # fp32 grads; max_norm=inf is a no-op
+        params = list(params)
+        if math.isinf(limit):  # nothing to clip (off, or 'auto' in its warmup): the norm only
+            # clip_grad_norm_ would still multiply every gradient by 1 (a pass over all of them).
+            norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+        else:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, limit))  # fp32 grads
         if math.isfinite(norm):
             self.clipped += norm > limit
             if self.mode == "auto":
@@ -121,9 +126,18 @@ def restore_buffers(net: torch.nn.Module, snapshot: list[torch.Tensor]) -> None:
         b.copy_(saved)
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    # One reduction instead of isfinite's elementwise passes: a NaN or an infinity anywhere makes
+    # the sum non-finite, so a finite sum proves every element finite. Only a sum that overflowed
+    # (finite elements beyond ~1e38 in all) needs the exact, slower check.
+    if not t.is_floating_point() and not t.is_complex():
+        return True
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def nonfinite(**tensors) -> list[str]:
     """Names of the tensors that hold a NaN or an infinity."""
-    return [name for name, t in tensors.items() if t is not None and not bool(torch.isfinite(t).all())]
+    return [name for name, t in tensors.items() if t is not None and not _all_finite(t)]
 
 
 def to_cpu(obj):

@@ -44,7 +44,15 @@ class AdderResidualBlock(nn.Module):
             nn.init.zeros_(self.unit2.norm.weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.res_scale * self.unit2(self.unit1(x))
+        # NCHW, as the adder op computes and returns: a channels_last x would make this skip add
+        # mix layouts (a strided pass) and every unit copy its input again (docs/benchmarks.md,
+        # "Training step"). A no-op for an NCHW x.
+        x = x.contiguous()
+        branch = self.unit2(self.unit1(x)) * self.res_scale
+        # In place: nothing saved for the backward reads unit2's output (BN, the adder op and the
+        # power activation keep their inputs), so its buffer can hold the sum; autograd's version
+        # counter would raise if that ever changed.
+        return branch.add_(x)
 
     def extra_repr(self) -> str:
         return f"res_scale={self.res_scale}"

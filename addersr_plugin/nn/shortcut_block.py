@@ -64,11 +64,17 @@ class ShortcutAdderBlock(nn.Module):
         self.power = (PowerActivation(alpha_init, out_feat if power_per_channel else None) if power else None)
 
     def forward(self, x: Tensor) -> Tensor:
+        # The adder op computes in NCHW and returns NCHW: a channels_last x would be copied by the
+        # op in the forward and again in the backward, and the shortcut would add mixed layouts.
+        # One copy here (none for an NCHW x) keeps the whole unit in the op's layout.
+        x = x.contiguous()
         y = self.adder(x)
         if self.norm is not None:
             y = self.norm(y)
         if self.shortcut:
-            y = x + y
+            # In place: neither BN's nor the adder op's backward reads this output (both keep their
+            # inputs), so it can hold the sum; autograd's version counter would raise otherwise.
+            y = y.add_(x)
         if self.act is not None:
             y = self.act(y)
         if self.power is not None:

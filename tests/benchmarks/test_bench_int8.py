@@ -4,30 +4,20 @@ selection, calibrates on other photos, and names both (``int8_photos.py``). A sm
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
 import yaml
 
+from bench_helpers import load_benchmark as _load
 from sr_helpers import textured_image
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _load(name):
-    if str(BENCH) not in sys.path:  # bench_int8 imports int8_photos from its own folder
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _photos(folder: Path, names, hr_size=48, seed=0):

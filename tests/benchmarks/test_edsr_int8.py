@@ -6,27 +6,16 @@ model; this construction 59 dB). PT2E runs only where torchao is installed."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from bench_helpers import load_benchmark as _load
 from sr_helpers import textured_image
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 CONVS = {"conv_first", "body.0.conv1", "body.0.conv2", "conv_after_body", "upsample.0", "conv_last"}
 
 
-def _load(name):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Every option file under options/ parses with BasicSR's own parser and builds its network."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -169,3 +170,21 @@ def _depth_fields(stem: str):
     """(scale, variant, size, seed) of ``depth_x<scale>_<variant>_<feat>x<block>_s<seed>``."""
     parts = stem.split("_")
     return int(parts[1][1:]), "_".join(parts[2:-2]), parts[-2], int(parts[-1][1:])
+
+
+ADDER_TRAIN = sorted(p for p in OPTIONS.glob("train/Adder*/*.yml")) + [OPTIONS / "adder_edsr_x4.yml"]
+
+
+@pytest.mark.parametrize("path", ADDER_TRAIN, ids=_rel)
+def test_every_adder_training_file_says_which_study_run_backs_it(path):
+    """Issue 14 item 5: each AdderEDSR/AdderVDSR training file names the archived study run behind
+    its recipe (or says that none exists yet), and every run it names is archived."""
+    text = path.read_text()
+    assert "# Backed by" in text, f"{_rel(path)} does not say which study run backs it"
+    archive = OPTIONS.parent / "benchmarks" / "quality" / "runs_depth"
+    for name in re.findall(r"\bdepth_x\d_[a-z0-9_]+_s\d+\b(?!\{)", text):
+        assert (archive / name / "train.log").is_file(), f"{_rel(path)} names {name}, which is not archived"
+    for pattern in re.findall(r"\bdepth_x\d_[a-z0-9_]+_s\d\{[\d,]+\}", text):
+        stem, seeds = pattern.split("{")
+        for seed in seeds.rstrip("}").split(","):
+            assert (archive / (stem + seed) / "train.log").is_file(), f"{_rel(path)} names {stem + seed}"

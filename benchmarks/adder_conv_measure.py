@@ -70,6 +70,20 @@ PROBE_HW = 16
 
 # --------------------------------------------------------------------------- the measured calls
 
+def addernet_unfold_forward(x: torch.Tensor, w: torch.Tensor, padding: int) -> torch.Tensor:
+    """``-Σ|x − w|`` the way the public AdderNet layer computes it (huawei-noah/AdderNet,
+    ``adder.py``, written here from its description): unfold the input into columns, then one
+    (Cout, K, L·N) difference tensor (K = Cin·kh·kw taps, L output pixels, N images) before the
+    absolute value and the sum over K. ``bench_addernet_public.py`` measures it."""
+    n, _, h, wd = x.shape
+    cout, _, kh, kw = w.shape
+    ho, wo = h + 2 * padding - kh + 1, wd + 2 * padding - kw + 1
+    cols = F.unfold(x, (kh, kw), padding=padding)  # N, K, L
+    cols = cols.permute(1, 2, 0).reshape(cols.shape[1], -1)  # K, L·N (the public code's order)
+    out = -(w.reshape(cout, -1)[:, :, None] - cols[None]).abs().sum(1)  # Cout, L·N
+    return out.reshape(cout, ho, wo, n).permute(3, 0, 1, 2)
+
+
 class Problem:
     """Inputs of one case on one device, and the callables that run each (impl, mode)."""
 
@@ -91,6 +105,8 @@ class Problem:
         if impl == "conv_cl":  # oneDNN's faster layout on CPU: same numbers, NHWC strides
             cl = torch.channels_last
             return F.conv2d(x.contiguous(memory_format=cl), w.contiguous(memory_format=cl), None, 1, self.padding)
+        if impl == "addernet_public":
+            return addernet_unfold_forward(x, w, self.padding)
         # adder_cl: the op on a channels_last input (a network run in that layout)
         fn = adder_conv2d if impl in ("adder", "adder_cl") else adder_conv2d_reference
         return fn(x, w, None, 1, self.padding)

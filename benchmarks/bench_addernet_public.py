@@ -6,14 +6,14 @@ of times slower, gigabytes for one layer").
 The public AdderNet code (huawei-noah/AdderNet, ``adder.py``) computes a layer by unfolding the
 input into columns and broadcasting ``W_col[:, :, None] - X_col[None]`` over (Cout, Cin·k·k,
 N·H·W) before the absolute value and the sum over the middle axis: the whole difference tensor
-exists at once. :func:`addernet_unfold_forward` is that formulation, written here from its
-description (same tensor shapes, so the same time and memory), and tested against our float64
-reference in ``tests/benchmarks/test_bench_addernet_public.py``.
+exists at once. ``adder_conv_measure.addernet_unfold_forward`` is that formulation, written from
+its description (same tensor shapes, so the same time and memory), and tested against a direct
+float64 definition in ``tests/benchmarks/test_bench_addernet_public.py``.
 
 Forward only, CPU, float32. ``F.conv2d`` (NCHW and channels_last) and ``adder_conv2d`` are timed
 interleaved (medians of ``--repeat``); the public formulation, seconds per call, runs ``--slow-repeat``
-times; each implementation's peak memory is measured once in a forked child (a fresh address
-space: ``adder_conv_measure.PeakMeter``). Writes one JSON per run (``results_io``: dated, never
+times; each implementation's peak memory is measured once in a forked child
+(``adder_conv_measure.measure_in_fork``, after one warm-up call there). Writes one JSON per run (``results_io``: dated, never
 overwriting) with the date, machine and command.
 """
 
@@ -24,86 +24,33 @@ import dataclasses
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, also when loaded by path
-from adder_conv_measure import CASES, PeakMeter, _pin_malloc_to_mmap  # noqa: E402
+from adder_conv_measure import CASES, Problem, measure_in_fork, timed  # noqa: E402
 from bench_adder_conv import machine_info  # noqa: E402
 from results_io import new_json_path, write_new_json  # noqa: E402
 
-from addersr_plugin.ops import adder_conv2d  # noqa: E402
 
 
-def addernet_unfold_forward(x: torch.Tensor, w: torch.Tensor, padding: int) -> torch.Tensor:
-    """``-Σ|x − w|`` the way the public AdderNet layer computes it: one (Cout, K, L·N) difference
-    tensor (K = Cin·kh·kw taps, L output pixels, N images), then abs and a sum over K."""
-    n, _, h, wd = x.shape
-    cout, _, kh, kw = w.shape
-    ho, wo = h + 2 * padding - kh + 1, wd + 2 * padding - kw + 1
-    cols = F.unfold(x, (kh, kw), padding=padding)  # N, K, L
-    cols = cols.permute(1, 2, 0).reshape(cols.shape[1], -1)  # K, L·N (the public code's order)
-    out = -(w.reshape(cout, -1)[:, :, None] - cols[None]).abs().sum(1)  # Cout, L·N
-    return out.reshape(cout, ho, wo, n).permute(3, 0, 1, 2)
+IMPLS = ("conv", "conv_cl", "adder", "addernet_public")
+FAST = IMPLS[:3]
 
 
-def inputs(case, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(case.n, case.cin, case.hw, case.hw, generator=g),
-            torch.randn(case.cout, case.cin, case.k, case.k, generator=g))
-
-
-def calls(x, w, padding):
-    cl = torch.channels_last
-    x_cl, w_cl = x.contiguous(memory_format=cl), w.contiguous(memory_format=cl)
-    return {
-        "conv": lambda: F.conv2d(x, w, None, 1, padding),
-        "conv_cl": lambda: F.conv2d(x_cl, w_cl, None, 1, padding),
-        "adder": lambda: adder_conv2d(x, w, None, 1, padding),
-        "addernet_public": lambda: addernet_unfold_forward(x, w, padding),
-    }
-
-
-def peak_in_fork(case, impl: str) -> dict:
-    """Peak extra memory (MiB) of one forward of ``impl``, in a forked child."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: report, never raise
-        os.close(read_fd)
-        try:
-            _pin_malloc_to_mmap()
-            x, w = inputs(case)
-            fn = calls(x, w, case.padding)[impl]
-            meter = PeakMeter(torch.device("cpu"))
-            with torch.no_grad():
-                meter.start()
-                fn()
-                text = f"{meter.stop()} {meter.method}"
-        except BaseException as exc:  # noqa: BLE001  (reported to the parent)
-            text = f"error {type(exc).__name__}: {exc}"
-        with os.fdopen(write_fd, "w") as out:
-            out.write(text)
-        os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as inp:
-        text = inp.read()
-    os.waitpid(pid, 0)
-    value, _, method = text.partition(" ")
-    if value == "error" or not text:
-        return {"error": method or "the measuring process died"}
-    return {"peak_mib": round(float(value), 1), "method": method}
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    with torch.no_grad():
-        fn()
-    return time.perf_counter() - start
+def peak_memory(case) -> dict:
+    """Peak extra memory of one forward of each implementation, each in a forked child
+    (``adder_conv_measure.measure_in_fork``: a fresh address space per measurement)."""
+    cpu = torch.device("cpu")
+    out = {}
+    for impl in IMPLS:
+        r = measure_in_fork(600, case, impl, "fwd", cpu, torch.float32, False, 0.0, True)
+        out[impl] = ({"error": r["error"]} if "error" in r else
+                     {"peak_mib": round(r["peak_mib"], 1), "method": r["memory_method"]})
+    return out
 
 
 def parse_args(argv=None):
@@ -134,20 +81,19 @@ def main(argv=None) -> int:
         case = dataclasses.replace(case, n=args.batch or case.n, hw=args.size or case.hw)
     info = machine_info(torch.device("cpu"))
     # Memory first: forks are safe only before this process has run a parallel region.
-    memory = {} if args.no_memory else {impl: peak_in_fork(case, impl) for impl in
-                                         ("conv", "conv_cl", "adder", "addernet_public")}
-    x, w = inputs(case)
-    fns = calls(x, w, case.padding)
-    fast = ("conv", "conv_cl", "adder")
-    for name in fast:
-        timed(fns[name])  # warm-up
-    times = {name: [] for name in fast}
+    memory = {} if args.no_memory else peak_memory(case)
+    problem = Problem(case, torch.device("cpu"), torch.float32)
+    fns = {impl: problem.call(impl, "fwd") for impl in IMPLS}
+    for name in FAST:
+        fns[name]()  # warm-up
+    times = {name: [] for name in FAST}
     for _ in range(args.repeat):  # interleaved: drift hits all alike
-        for name in fast:
-            times[name].append(timed(fns[name]))
-    times["addernet_public"] = [timed(fns["addernet_public"]) for _ in range(args.slow_repeat)]
+        for name in FAST:
+            times[name].append(timed(problem, fns[name]))
+    times["addernet_public"] = [timed(problem, fns["addernet_public"]) for _ in range(args.slow_repeat)]
     with torch.no_grad():
-        err = (fns["addernet_public"]() - fns["adder"]()).abs().max().item()
+        err = (problem._forward("addernet_public", problem.x, problem.w)
+               - problem._forward("adder", problem.x, problem.w)).abs().max().item()
     med = {k: statistics.median(v) for k, v in times.items()}
     info["load_average_1min_at_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     report = {
@@ -163,7 +109,7 @@ def main(argv=None) -> int:
           f"{info['date']}, {info['cpu']}, {info['torch_threads']} threads\n")
     print("| implementation | median s | × conv NCHW | × conv channels_last | peak MiB |")
     print("|---|---:|---:|---:|---:|")
-    for k in ("conv", "conv_cl", "adder", "addernet_public"):
+    for k in IMPLS:
         mib = memory.get(k, {}).get("peak_mib", "–")
         print(f"| {k} | {med[k]:.4f} | {report['ratio_to_conv_nchw'][k]:.2f} | "
               f"{report['ratio_to_conv_channels_last'][k]:.2f} | {mib} |")

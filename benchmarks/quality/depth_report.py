@@ -93,14 +93,13 @@ def bicubic(scales) -> dict:
     return out
 
 
-CNN_VARIANTS = ("edsr", "vdsr", "edsr_ship", "edsr_p96")
+CNN_VARIANTS = study.CNN_VARIANTS
 
 
 def twin(name: str) -> str:
-    """The CNN run of the same scale, size and seed: VDSR for an AdderVDSR run, else EDSR."""
+    """The CNN run of the same scale, size and seed (``depth_study.twin_variant``)."""
     f = study.parse(name)
-    cnn = "vdsr" if f["variant"].startswith("avdsr") else "edsr_ship" if f["variant"] == "ship" else \
-        "edsr_p96" if f["variant"] == "ours_p96" else "edsr"
+    cnn = study.twin_variant(f["variant"])
     return study.run_name(f["scale"], cnn, f["feat"], f["block"], f["seed"])
 
 

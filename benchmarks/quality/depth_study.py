@@ -46,6 +46,19 @@ OURS_TRAIN = {"optim_g": {"adder_lr_mult": 20}}
 # variants train with AdderSRModel's gradient clipping off (its default is "auto"), as every run of
 # the first study did, so that they differ in the architecture only; "_guard" variants keep it on.
 NO_CLIP = {"grad_clip": None}
+
+
+class Replace(dict):
+    """A train change that replaces the option's value instead of merging into it (a scheduler of
+    another type must not inherit the cosine schedule's keys)."""
+
+
+# The shipped rule's schedule: its learning rate, halved at 2/3 of the run as the shipped files
+# halve it at 200k of 300k iterations.
+SHIP_LR, SHIP_ITERS = 1e-4, 6000
+SHIP_TRAIN = {"optim_g": {"lr": SHIP_LR},
+              "scheduler": Replace(type="MultiStepLR", milestones=[SHIP_ITERS * 2 // 3], gamma=0.5),
+              "total_iter": SHIP_ITERS}
 VARIANTS = {
     "edsr": ("BasicSR's EDSR, the CNN twin", {"type": "EDSR"}, NO_CLIP),
     "ours_ss": ("the first study's recipe, both units of a residual block with a self-shortcut "
@@ -86,8 +99,9 @@ VARIANTS = {
     # run than the study's: does the rule users get train stably at 16 blocks, and how far is it
     # from EDSR under the same rule? `edsr_ship` is its twin.
     "ship": ("the shipped option files' rule (lr 1e-4, adder_lr_mult 20, default clipping), long run",
-             {**OURS_ARCH, "second_shortcut": False}, "SHIP"),
-    "edsr_ship": ("BasicSR's EDSR under the shipped option files' rule (lr 1e-4), long run", {"type": "EDSR"}, "SHIP"),
+             {**OURS_ARCH, "second_shortcut": False},
+             {**SHIP_TRAIN, "optim_g": {**SHIP_TRAIN["optim_g"], **OURS_TRAIN["optim_g"]}}),
+    "edsr_ship": ("BasicSR's EDSR under the shipped option files' rule (lr 1e-4), long run", {"type": "EDSR"}, SHIP_TRAIN),
     # AdderVDSR against VDSR (issue item: "depth is its whole design"); <feat>x<block> is then
     # num_feat x num_layer. VDSR works at HR resolution, so the CPU runs use a reduced width.
     "vdsr": ("CNN VDSR (this package's), the twin of AdderVDSR", {"type": "VDSR"}, NO_CLIP),
@@ -97,9 +111,14 @@ VARIANTS = {
                   {**OURS_TRAIN, **NO_CLIP}),
 }
 VDSR_TYPES = ("VDSR", "AdderVDSR")
-# The shipped rule's schedule: its learning rate, halved at 2/3 of the run as the shipped files
-# halve it at 200k of 300k iterations.
-SHIP_LR, SHIP_ITERS = 1e-4, 6000
+# Each adder variant's CNN twin (same scale, size, seed and training changes): VDSR for the VDSR
+# family, EDSR otherwise, except where the variant changes the training itself.
+TWIN = {"ship": "edsr_ship", "ours_p96": "edsr_p96"}
+CNN_VARIANTS = ("edsr", "vdsr", *TWIN.values())
+
+
+def twin_variant(variant: str) -> str:
+    return TWIN.get(variant) or ("vdsr" if variant.startswith("avdsr") else "edsr")
 SEEDS = (10, 11, 12)
 
 
@@ -136,18 +155,13 @@ def options(name: str) -> dict:
         "total_iter": ITERS, "warmup_iter": -1,
         "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"},
     }
-    if train_changes == "SHIP":
-        train.update({
-            "optim_g": {**train["optim_g"], "lr": SHIP_LR},
-            "scheduler": {"type": "MultiStepLR", "milestones": [SHIP_ITERS * 2 // 3], "gamma": 0.5},
-            "total_iter": SHIP_ITERS})
-        if net["type"] != "EDSR":
-            train["optim_g"]["adder_lr_mult"] = 20
-        train_changes = {}
     train_changes = dict(train_changes)
     data_changes = train_changes.pop("DATA", {})
     for k, v in train_changes.items():
-        train[k] = {**train[k], **copy.deepcopy(v)} if isinstance(v, dict) else v
+        if isinstance(v, Replace):
+            train[k] = dict(copy.deepcopy(v))
+        else:
+            train[k] = {**train[k], **copy.deepcopy(v)} if isinstance(v, dict) else v
     return {
         "name": name,
         "model_type": "AdderSRModel",

@@ -1,4 +1,5 @@
-"""``benchmarks/bench_addernet_public.py``: its public-AdderNet formulation computes the adder
+"""``benchmarks/bench_addernet_public.py``: the public-AdderNet formulation it measures
+(``adder_conv_measure.addernet_unfold_forward``) computes the adder
 layer (float64 reference), and a tiny run writes a JSON without overwriting. No timing asserted."""
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ def _direct(x, w, pad):
 
 @pytest.mark.parametrize("shape", [(3, 5, 7, 9, 2, 3, 1), (1, 3, 4, 6, 6, 1, 0), (2, 2, 3, 5, 5, 5, 2)])
 def test_public_formulation_matches_the_reference(shape):
-    bench = load_benchmark("bench_addernet_public")
+    measure = load_benchmark("adder_conv_measure")
     n, cin, cout, h, w_, k, pad = shape
     g = torch.Generator().manual_seed(1)
     x = torch.randn(n, cin, h, w_, generator=g, dtype=torch.float64)
     w = torch.randn(cout, cin, k, k, generator=g, dtype=torch.float64)
-    got = bench.addernet_unfold_forward(x, w, pad)
+    got = measure.addernet_unfold_forward(x, w, pad)
     want = _direct(x, w, pad)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-10)

@@ -116,11 +116,23 @@ def fx_qconfig_mapping(engine: str, reduce_range: bool):
     return mapping.set_global(qconfig) if isinstance(mapping, QConfigMapping) else QConfigMapping().set_global(qconfig)
 
 
+# The int8/float split of AdderEDSR-int8 (addersr_plugin.quant): only the body's layers (each residual
+# block's two and conv_after_body) are 8-bit; the head, the upsampler, the tail, the residual adds and
+# the skip around the body stay float. EDSR-int8 with this split is the like-for-like baseline.
+MATCHED_FLOAT_LAYERS = ("quant", "conv_first", "upsample", "conv_last")
+
+
 def edsr_int8_fx(edsr: nn.Module, calib: Sequence[torch.Tensor], reduce_range: bool = False,
-                 float_layers: Sequence[str] = (), float_shuffle: bool = False) -> nn.Module:
+                 float_layers: Sequence[str] = (), float_shuffle: bool = False,
+                 float_adds: bool = False) -> nn.Module:
     """EDSR with its core quantized by FX post-training quantization (x86 engine), calibrated on
-    ``calib`` ((N, 3, H, W) images in [0, 1]); the mean shift stays float, and so do the convolutions
-    named in ``float_layers`` (e.g. ``conv_last``)."""
+    ``calib`` ((N, 3, H, W) images in [0, 1]); the mean shift stays float, and so do the modules
+    named in ``float_layers`` (e.g. ``conv_last``; ``quant``: the input is not quantized, the first
+    int8 layer quantizes its own input) and, with ``float_adds``, the residual additions (each
+    int8 convolution then dequantizes its output). ``float_layers=MATCHED_FLOAT_LAYERS,
+    float_adds=True`` is AdderEDSR-int8's split."""
+    import operator
+
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     engine = set_engine()
@@ -129,6 +141,8 @@ def edsr_int8_fx(edsr: nn.Module, calib: Sequence[torch.Tensor], reduce_range: b
     mapping = fx_qconfig_mapping(engine, reduce_range)
     for name in float_layers:
         mapping.set_module_name(name, None)
+    if float_adds:
+        mapping.set_object_type(operator.add, None).set_object_type(torch.add, None)
     if float_shuffle:  # torch's pixel_shuffle of a quantized NHWC tensor is a slow generic copy
         mapping.set_object_type(nn.PixelShuffle, None)
     prepared = prepare_fx(core, mapping, (data[0],))
@@ -249,5 +263,5 @@ def activation_report(edsr: nn.Module, fx_model: nn.Module, image: torch.Tensor)
     return report
 
 
-__all__ = ["Unavailable", "EDSRCore", "FloatShell", "edsr_int8_fx", "edsr_int8_pt2e", "quantized_modules",
+__all__ = ["Unavailable", "EDSRCore", "FloatShell", "MATCHED_FLOAT_LAYERS", "edsr_int8_fx", "edsr_int8_pt2e", "quantized_modules",
            "activation_report", "pt2e_modules", "fx_qconfig_mapping", "set_engine", "float_parts"]

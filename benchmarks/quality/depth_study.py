@@ -94,6 +94,8 @@ VARIANTS = {
                  {**NO_CLIP, "DATA": {"gt_size": 96, "batch_size_per_gpu": 4}}),
     "ours_m100": ("ours with adder_lr_mult 100 instead of 20", {**OURS_ARCH, "second_shortcut": False},
                   {"optim_g": {"adder_lr_mult": 100}, **NO_CLIP}),
+    "ours_m200": ("ours with adder_lr_mult 200 instead of 20", {**OURS_ARCH, "second_shortcut": False},
+                  {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP}),
     # The shipped option files' training rule (options/adder_edsr_x4.yml: Adam lr 1e-4, adder
     # weights x20, AdderSRModel's default gradient clipping, MultiStepLR) at a CPU size and a longer
     # run than the study's: does the rule users get train stably at 16 blocks, and how far is it

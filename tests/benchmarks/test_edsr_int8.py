@@ -91,3 +91,23 @@ def test_pt2e_where_torchao_is_installed(tiny):
     q = mod.edsr_int8_pt2e(edsr, calib, compile=False)
     with torch.no_grad():
         assert _psnr(q(x), edsr(x)) > 55  # 60.5 dB measured
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_matched_split_quantizes_only_the_body_like_adder_edsr_int8(tiny):
+    import operator
+
+    mod, edsr, calib, x = tiny
+    q = mod.edsr_int8_fx(edsr, calib, float_layers=mod.MATCHED_FLOAT_LAYERS, float_adds=True)
+    assert {n.removeprefix("core.") for n in mod.quantized_modules(q)} == {"body.0.conv1", "body.0.conv2",
+                                                                            "conv_after_body"}
+    graph = list(q.core.graph.nodes)
+    first = next(n for n in graph if n.op in ("call_function", "call_module"))
+    assert first.op == "call_module" and first.target == "conv_first"  # the image is not quantized
+    adds = [n for n in graph if n.op == "call_function" and n.target in (operator.add, torch.add)]
+    assert len(adds) == 2 and not any("quantized" in str(n.target) for n in graph if n.op == "call_function")
+    quantizes = [n for n in graph if n.op == "call_function" and n.target is torch.quantize_per_tensor]
+    assert len(quantizes) == 2  # into the block, into conv_after_body: each int8 run starts from float
+    with torch.no_grad():
+        ref, out, full = edsr(x), q(x), mod.edsr_int8_fx(edsr, calib)(x)
+    assert _psnr(out, ref) > _psnr(full, ref) + 3  # fewer grids on the path: closer to fp32

@@ -259,12 +259,16 @@ def findings(summ: dict) -> str:
             if a[0] is not None and b[0] is not None:
                 lines.append(f"- {label}, 16 blocks: without the second self-shortcut {a[0] - b[0]:+.2f} dB over "
                              f"with it ({min(a[2], b[2])} seed(s))")
-            a, b = get(scale, 16, "ours", split), get(scale, 4, "ours", split)
-            if a[0] is not None and b[0] is not None:
-                lines.append(f"- {label}: `ours` at 16 blocks {a[0] - b[0]:+.2f} dB over 4 blocks; `edsr` "
-                             + (f"{get(scale, 16, 'edsr', split)[0] - get(scale, 4, 'edsr', split)[0]:+.2f} dB"
-                                if get(scale, 4, "edsr", split)[0] is not None and get(scale, 16, "edsr", split)[0]
-                                is not None else "not run"))
+            # Does depth help? Every adder variant trained at both 4 and 16 blocks, against EDSR's gain.
+            e16, e4 = get(scale, 16, "edsr", split), get(scale, 4, "edsr", split)
+            edsr_gain = f"{e16[0] - e4[0]:+.2f} dB" if e16[0] is not None and e4[0] is not None else "not run"
+            for v in sorted({k.split("/")[3] for k in summ}):
+                if v in CNN_VARIANTS:
+                    continue
+                a, b = get(scale, 16, v, split), get(scale, 4, v, split)
+                if a[0] is not None and b[0] is not None:
+                    lines.append(f"- {label}: `{v}` at 16 blocks {a[0] - b[0]:+.2f} dB over 4 blocks "
+                                 f"({a[2]} / {b[2]} seed(s)); `edsr` {edsr_gain}")
             for block in (4, 16):
                 for v in ("ours", "ours_ss"):
                     gap = get(scale, block, v, split, "vs_edsr")

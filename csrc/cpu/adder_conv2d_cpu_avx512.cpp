@@ -171,6 +171,17 @@ void pack_forward_weights(const float* w, const float* bias, int64_t cg, int64_t
 // kernels (which build the sign from two comparisons).
 constexpr int32_t kSignTable = int32_t(0xA9A9A888u);
 
+ADDERSR_AVX512 inline __m512 sign_of(__m512 d, __m512i sign_table) {
+  return _mm512_fixupimm_ps(d, d, sign_table, 0);
+}
+
+// The input gradient's φ(d), d = w − x: the exact sign, or AdderNet's HardTanh clamp(d, −1, 1)
+// (vrangeps imm 0b0010: the operand of smaller magnitude, with the sign of d). One instruction.
+template <bool kSign>
+ADDERSR_AVX512 inline __m512 input_grad_phi(__m512 d, __m512 one, __m512i sign_table) {
+  return kSign ? sign_of(d, sign_table) : _mm512_range_ps(d, one, 0x2);
+}
+
 // dcol[r][c] = Σ_co g[co][c] · φ(w[co][r] − x[r][c]) for r < taps, c < cols, φ = clamp(·, −1, 1)
 // or sign. x and g rows are CP apart; wt is one GKR-tap weight panel (wt[co][r]).
 template <bool kSign>
@@ -196,9 +207,7 @@ ADDERSR_AVX512 void grad_input_tile(const float* __restrict wt, const float* __r
       const __m512 wv = _mm512_set1_ps(wt[co * GKR + r]);
 #pragma GCC unroll 4
       for (int v = 0; v < GNR; ++v) {
-        const __m512 d = _mm512_sub_ps(wv, xv[r][v]);
-        // range imm 0b0010: the operand of smaller magnitude with the sign of d = clamp(d, −1, 1).
-        const __m512 phi = kSign ? _mm512_fixupimm_ps(d, d, sign_table, 0) : _mm512_range_ps(d, one, 0x2);
+        const __m512 phi = input_grad_phi<kSign>(_mm512_sub_ps(wv, xv[r][v]), one, sign_table);
         acc[r][v] = _mm512_fmadd_ps(phi, gv[v], acc[r][v]);
       }
     }
@@ -245,7 +254,7 @@ ADDERSR_AVX512 void grad_weight_sign_tile(const float* __restrict wt, const floa
 #pragma GCC unroll 4
       for (int m = 0; m < MV; ++m) {
         const __m512 d = _mm512_sub_ps(xb, _mm512_loadu_ps(wt + r * cgp + m * V));
-        acc[r][m] = _mm512_fmadd_ps(_mm512_fixupimm_ps(d, d, sign_table, 0), gv[m], acc[r][m]);
+        acc[r][m] = _mm512_fmadd_ps(sign_of(d, sign_table), gv[m], acc[r][m]);
       }
     }
   }
@@ -472,8 +481,7 @@ ADDERSR_AVX512 void grad_input_direct_tile(const float* __restrict wq, const flo
         const __m512 wv = _mm512_set1_ps(wco[t * DC + c]);
 #pragma GCC unroll 4
         for (int v = 0; v < DNR; ++v) {
-          const __m512 d = _mm512_sub_ps(wv, xv[c][v]);
-          const __m512 phi = kSign ? _mm512_fixupimm_ps(d, d, sign_table, 0) : _mm512_range_ps(d, one, 0x2);
+          const __m512 phi = input_grad_phi<kSign>(_mm512_sub_ps(wv, xv[c][v]), one, sign_table);
           acc[c][v] = _mm512_fmadd_ps(phi, gv[v], acc[c][v]);
         }
       }

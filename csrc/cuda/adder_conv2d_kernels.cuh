@@ -207,6 +207,48 @@ __device__ __forceinline__ void gemm_main_loop(const int k_begin, const int stag
 
 // ----------------------------------------------------------------- forward
 
+// The window of output pixel `pix` (of N·Ho·Wo): its image n, its index p in that image's
+// output plane, and the input position (ih0, iw0) of its top-left tap.
+struct OutputPixel {
+  int n, p, ih0, iw0;
+};
+__device__ __forceinline__ OutputPixel output_pixel(int pix, const ConvShape& s) {
+  OutputPixel o;
+  o.n = pix / s.HoWo;
+  o.p = pix - o.n * s.HoWo;
+  const int oh = o.p / s.Wo, ow = o.p - oh * s.Wo;
+  o.ih0 = oh * s.sh - s.ph;
+  o.iw0 = ow * s.sw - s.pw;
+  return o;
+}
+
+// Consecutive taps k, k+1, ... of a window as (ci, i, j): decomposed once, then stepped (a
+// loader walks a run of K rows per stage this way instead of dividing for every tap).
+struct TapWalker {
+  int k, ci, i, j;
+  __device__ __forceinline__ TapWalker(int k0, const ConvShape& s) : k(k0), ci(k0 / s.KHW) {
+    const int rem = k0 - ci * s.KHW;
+    i = rem / s.kw;
+    j = rem - i * s.kw;
+  }
+  // The current tap's offset from the start of its image's group of channels, or -1 where the
+  // tap falls in the padding.
+  __device__ __forceinline__ int64_t offset(const OutputPixel& o, const ConvShape& s) const {
+    const int ih = o.ih0 + i * s.dh, iw = o.iw0 + j * s.dw;
+    return (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) ? (int64_t)ci * s.HW + ih * s.W + iw : -1;
+  }
+  __device__ __forceinline__ void next(const ConvShape& s) {
+    ++k;
+    if (++j == s.kw) {
+      j = 0;
+      if (++i == s.kh) {
+        i = 0;
+        ++ci;
+      }
+    }
+  }
+};
+
 // Loaders: thread tid fetches A (weights, [K][Mg] per group) column tid % BM and
 // B (implicit im2col) column tid % BN, each over a run of consecutive K rows of
 // the stage, so the tap decomposition k -> (ci, i, j) is done once per stage and
@@ -237,15 +279,8 @@ __global__ void __launch_bounds__(Cfg::NT)
   const int b_c = tid % BN, b_r0 = (tid / BN) * B_ROWS;
   const int bcol = col0 + b_c;
   const bool b_ok = bcol < s.npix;
-  int ih0 = 0, iw0 = 0, bn = 0;
-  if (b_ok) {
-    bn = bcol / s.HoWo;
-    const int p = bcol - bn * s.HoWo;
-    const int oh = p / s.Wo, ow = p - oh * s.Wo;
-    ih0 = oh * s.sh - s.ph;
-    iw0 = ow * s.sw - s.pw;
-  }
-  const scalar_t* xg = x + ((int64_t)bn * s.C + (int64_t)g * s.Cg) * s.HW;
+  const OutputPixel b_px = b_ok ? output_pixel(bcol, s) : OutputPixel{0, 0, 0, 0};
+  const scalar_t* xg = x + ((int64_t)b_px.n * s.C + (int64_t)g * s.Cg) * s.HW;
 
   acc_t ra[A_ROWS], rb[B_ROWS];
   auto load_stage = [&](int k0) {
@@ -254,27 +289,16 @@ __global__ void __launch_bounds__(Cfg::NT)
       const int k = k0 + a_r0 + r;
       ra[r] = (a_ok && k < s.K) ? wg[(int64_t)k * s.Mg] : acc_t(0);
     }
-    int k = k0 + b_r0;
-    int ci = k / s.KHW;
-    const int rem = k - ci * s.KHW;
-    int i = rem / s.kw, j = rem - i * s.kw;
+    TapWalker t(k0 + b_r0, s);
 #pragma unroll
     for (int r = 0; r < B_ROWS; ++r) {
       acc_t v = acc_t(0);
-      if (b_ok && k < s.K) {
-        const int ih = ih0 + i * s.dh, iw = iw0 + j * s.dw;
-        if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
-          v = static_cast<acc_t>(xg[(int64_t)ci * s.HW + ih * s.W + iw]);
+      if (b_ok && t.k < s.K) {
+        const int64_t off = t.offset(b_px, s);
+        if (off >= 0) v = static_cast<acc_t>(xg[off]);
       }
       rb[r] = v;
-      ++k;
-      if (++j == s.kw) {
-        j = 0;
-        if (++i == s.kh) {
-          i = 0;
-          ++ci;
-        }
-      }
+      t.next(s);
     }
   };
   auto store_stage = [&](acc_t* As, acc_t* Bs) {
@@ -399,18 +423,11 @@ __device__ __forceinline__ void packed_tile_mac(const uint32_t* As, const uint32
 // whose fp16 partial sums overflowed. w: the K weights of the output channel, rounded to V.
 template <typename X, typename V>
 __device__ float window_abs_sum(const X* __restrict__ xg, const float* __restrict__ w, const ConvShape& s,
-                                int ih0, int iw0) {
+                                const OutputPixel& o) {
   float sum = 0.f;
-  int k = 0;
-  for (int ci = 0; ci < s.Cg; ++ci) {
-    for (int i = 0; i < s.kh; ++i) {
-      for (int j = 0; j < s.kw; ++j, ++k) {
-        const int ih = ih0 + i * s.dh, iw = iw0 + j * s.dw;
-        const bool in = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-        const float xv = in ? operand<V, float>(xg[(int64_t)ci * s.HW + ih * s.W + iw]) : 0.f;
-        sum += fabsf(xv - w[k]);
-      }
-    }
+  for (TapWalker t(0, s); t.k < s.K; t.next(s)) {
+    const int64_t off = t.offset(o, s);
+    sum += fabsf((off >= 0 ? operand<V, float>(xg[off]) : 0.f) - w[t.k]);
   }
   return sum;
 }
@@ -446,15 +463,8 @@ __global__ void __launch_bounds__(Cfg::NT)
   const int b_c = tid % BN, b_r0 = (tid / BN) * B_ROWS;
   const int bcol = col0 + b_c;
   const bool b_ok = bcol < s.npix;
-  int ih0 = 0, iw0 = 0, bn = 0;
-  if (b_ok) {
-    bn = bcol / s.HoWo;
-    const int p = bcol - bn * s.HoWo;
-    const int oh = p / s.Wo, ow = p - oh * s.Wo;
-    ih0 = oh * s.sh - s.ph;
-    iw0 = ow * s.sw - s.pw;
-  }
-  const X* xg = x + ((int64_t)bn * s.C + (int64_t)g * s.Cg) * s.HW;
+  const OutputPixel b_px = b_ok ? output_pixel(bcol, s) : OutputPixel{0, 0, 0, 0};
+  const X* xg = x + ((int64_t)b_px.n * s.C + (int64_t)g * s.Cg) * s.HW;
 
   uint32_t ra[A_ROWS], rb[B_ROWS];
   auto load_stage = [&](int p0) {
@@ -463,30 +473,18 @@ __global__ void __launch_bounds__(Cfg::NT)
       const int p = p0 + a_r0 + r;
       ra[r] = (a_ok && p < pairs) ? wg[(int64_t)p * s.Mg] : 0u;
     }
-    // Taps 2·(p0 + b_r0) onward, stepped through (ci, i, j) as in adder_forward_kernel.
-    int k = 2 * (p0 + b_r0);
-    int ci = k / s.KHW;
-    const int rem = k - ci * s.KHW;
-    int i = rem / s.kw, j = rem - i * s.kw;
+    TapWalker t(2 * (p0 + b_r0), s);  // taps 2·(p0 + b_r0) onward
     __half tap[2];
 #pragma unroll
     for (int r = 0; r < B_ROWS; ++r) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         tap[h] = __float2half_rn(0.f);
-        if (b_ok && k < s.K) {
-          const int ih = ih0 + i * s.dh, iw = iw0 + j * s.dw;
-          if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
-            tap[h] = half_operand<V>(xg[(int64_t)ci * s.HW + ih * s.W + iw]);
+        if (b_ok && t.k < s.K) {
+          const int64_t off = t.offset(b_px, s);
+          if (off >= 0) tap[h] = half_operand<V>(xg[off]);
         }
-        ++k;
-        if (++j == s.kw) {
-          j = 0;
-          if (++i == s.kh) {
-            i = 0;
-            ++ci;
-          }
-        }
+        t.next(s);
       }
       rb[r] = word_of(__halves2half2(tap[0], tap[1]));
     }
@@ -518,11 +516,9 @@ __global__ void __launch_bounds__(Cfg::NT)
       if (m >= s.Mg) continue;
       const int co = g * s.Mg + m;
       float sum = acc[r][c];
-      if (sum > kFloatMax) {  // +inf: an fp16 partial sum overflowed
-        const int oh = p / s.Wo, ow = p - oh * s.Wo;
+      if (sum > kFloatMax)  // +inf: an fp16 partial sum overflowed
         sum = window_abs_sum<X, V>(x + ((int64_t)n * s.C + (int64_t)g * s.Cg) * s.HW, w32 + (int64_t)co * s.K, s,
-                                   oh * s.sh - s.ph, ow * s.sw - s.pw);
-      }
+                                   output_pixel(col, s));
       float v = -sum;
       if (bias != nullptr) v += bias[co];
       y[((int64_t)n * s.Cout + co) * s.HoWo + p] = v;
@@ -584,15 +580,9 @@ __global__ void __launch_bounds__(Cfg::NT)
   auto load_stage = [&](int p0) {
     const int pix = p0 + l_kk;
     const bool ok = pix < pix_end;
-    int n = 0, p = 0, ih0 = 0, iw0 = 0;
-    if (ok) {
-      n = pix / s.HoWo;
-      p = pix - n * s.HoWo;
-      const int oh = p / s.Wo, ow = p - oh * s.Wo;
-      ih0 = oh * s.sh - s.ph;
-      iw0 = ow * s.sw - s.pw;
-    }
-    const typename IO::grad_t* gp = go + ((int64_t)n * s.Cout + (int64_t)g * s.Mg) * s.HoWo + p;
+    const OutputPixel o = ok ? output_pixel(pix, s) : OutputPixel{0, 0, 0, 0};
+    const int n = o.n, ih0 = o.ih0, iw0 = o.iw0;
+    const typename IO::grad_t* gp = go + ((int64_t)n * s.Cout + (int64_t)g * s.Mg) * s.HoWo + o.p;
 #pragma unroll
     for (int c = 0; c < A_COLS; ++c) {
       const int m = m0 + a_c0 + c;

@@ -96,6 +96,8 @@ VARIANTS = {
                   {"optim_g": {"adder_lr_mult": 100}, **NO_CLIP}),
     "ours_m200": ("ours with adder_lr_mult 200 instead of 20", {**OURS_ARCH, "second_shortcut": False},
                   {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP}),
+    "ours_m400": ("ours with adder_lr_mult 400 instead of 20", {**OURS_ARCH, "second_shortcut": False},
+                  {"optim_g": {"adder_lr_mult": 400}, **NO_CLIP}),
     # The shipped option files' training rule (options/adder_edsr_x4.yml: Adam lr 1e-4, adder
     # weights x20, AdderSRModel's default gradient clipping, MultiStepLR) at a CPU size and a longer
     # run than the study's: does the rule users get train stably at 16 blocks, and how far is it
@@ -103,6 +105,9 @@ VARIANTS = {
     "ship": ("the shipped option files' rule (lr 1e-4, adder_lr_mult 20, default clipping), long run",
              {**OURS_ARCH, "second_shortcut": False},
              {**SHIP_TRAIN, "optim_g": {**SHIP_TRAIN["optim_g"], **OURS_TRAIN["optim_g"]}}),
+    "ship_m200": ("the shipped option files' rule with adder_lr_mult 200 instead of 20, long run",
+                  {**OURS_ARCH, "second_shortcut": False},
+                  {**SHIP_TRAIN, "optim_g": {**SHIP_TRAIN["optim_g"], "adder_lr_mult": 200}}),
     "edsr_ship": ("BasicSR's EDSR under the shipped option files' rule (lr 1e-4), long run", {"type": "EDSR"}, SHIP_TRAIN),
     # AdderVDSR against VDSR (issue item: "depth is its whole design"); <feat>x<block> is then
     # num_feat x num_layer. VDSR works at HR resolution, so the CPU runs use a reduced width.
@@ -115,7 +120,7 @@ VARIANTS = {
 VDSR_TYPES = ("VDSR", "AdderVDSR")
 # Each adder variant's CNN twin (same scale, size, seed and training changes): VDSR for the VDSR
 # family, EDSR otherwise, except where the variant changes the training itself.
-TWIN = {"ship": "edsr_ship", "ours_p96": "edsr_p96"}
+TWIN = {"ship": "edsr_ship", "ship_m200": "edsr_ship", "ours_p96": "edsr_p96"}
 CNN_VARIANTS = ("edsr", "vdsr", *TWIN.values())
 
 

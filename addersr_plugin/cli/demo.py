@@ -14,7 +14,8 @@
    date and machine: one file per run, never an earlier run's overwritten).
 
 Exit status 1 if AdderEDSR does not beat bicubic: the demo must show the method working. It
-also says, photo by photo, whether AdderEDSR is >= 1 dB above bicubic and within 1 dB of EDSR.
+also says, photo by photo, whether AdderEDSR is >= 1 dB above bicubic (at ×2; at ×3/×4 it shows
+EDSR's gain beside it) and within 1 dB of EDSR.
 """
 
 from __future__ import annotations
@@ -179,12 +180,26 @@ def results_table(scores: dict[str, dict[str, tuple]]) -> str:
     return "\n".join(lines)
 
 
-def photo_verdicts(scores: dict[str, dict[str, tuple]]) -> dict[str, str]:
-    """Per photo: AdderEDSR's gain over bicubic and gap to EDSR against the demo's targets (1 dB, 1 dB)."""
+# The per-photo gain target was set for the ×2 demo; at ×3/×4 even EDSR gains less than 1 dB on some
+# of these photos in 1500 iterations (×4: +0.64 dB on chelsea), so there the gain is shown beside EDSR's.
+GAIN_TARGET_DB = {2: 1.0}
+
+
+def photo_verdicts(scores: dict[str, dict[str, tuple]], scale: int = 2) -> dict[str, str]:
+    """Per photo: AdderEDSR's gain over bicubic (against the 1 dB target at ×2, beside EDSR's gain
+    at other scales) and its gap to EDSR (target: within 1 dB)."""
     out = {}
+    target = GAIN_TARGET_DB.get(scale)
     for photo, (adder, _) in scores.get("AdderEDSR", {}).items():
-        gain = adder - scores["bicubic"][photo][0]
-        text = f"AdderEDSR {gain:+.2f} dB over bicubic ({'ok' if gain >= 1 else 'below the 1 dB target'})"
+        bic = scores["bicubic"][photo][0]
+        gain = adder - bic
+        if target is not None:
+            note = "ok" if gain >= target else f"below the {target:g} dB target"
+        elif "EDSR" in scores:
+            note = f"EDSR {scores['EDSR'][photo][0] - bic:+.2f} dB; the 1 dB target is the ×2 demo's"
+        else:
+            note = "the 1 dB target is the ×2 demo's"
+        text = f"AdderEDSR {gain:+.2f} dB over bicubic ({note})"
         if "EDSR" in scores:
             gap = adder - scores["EDSR"][photo][0]
             text += f", {gap:+.2f} dB vs EDSR ({'ok' if gap >= -1 else 'more than 1 dB behind'})"
@@ -286,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.time() - start
     from ..data.demo_set import OTHER_COLLECTION
 
-    verdicts = photo_verdicts(scores)
+    verdicts = photo_verdicts(scores, args.scale)
     casts = colour_errors.get("AdderEDSR", {})
     where = machine()
     date = time.strftime("%Y-%m-%d %H:%M UTC", started)

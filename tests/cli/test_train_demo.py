@@ -103,6 +103,11 @@ def test_photo_verdicts():
     scores = {"bicubic": {"a": (30.0, 0.9)}, "AdderEDSR": {"a": (31.2, 0.9)}, "EDSR": {"a": (32.5, 0.9)}}
     assert demo.photo_verdicts(scores) == {
         "a": "AdderEDSR +1.20 dB over bicubic (ok), -1.30 dB vs EDSR (more than 1 dB behind)"}
+    scores["AdderEDSR"]["a"] = (30.6, 0.9)
+    assert demo.photo_verdicts(scores, 2)["a"].startswith("AdderEDSR +0.60 dB over bicubic (below the 1 dB target)")
+    assert demo.photo_verdicts(scores, 4) == {
+        "a": "AdderEDSR +0.60 dB over bicubic (EDSR +2.50 dB; the 1 dB target is the ×2 demo's), -1.90 dB vs EDSR "
+             "(more than 1 dB behind)"}
 
 
 def test_results_table_and_mean():

@@ -68,6 +68,15 @@ MODES = ("fwd", "fwdbwd")
 PROBE_HW = 16
 
 
+def parse_cases(parser, text: str, known: Dict[str, "Case"]) -> List[str]:
+    """The comma-separated case names of ``text``; ``parser.error`` names any not in ``known``."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in names if c not in known]
+    if unknown or not names:
+        parser.error(f"--cases: unknown case(s) {unknown or '(none given)'}; choose from {', '.join(known)}")
+    return names
+
+
 # --------------------------------------------------------------------------- the measured calls
 
 def addernet_unfold_forward(x: torch.Tensor, w: torch.Tensor, padding: int) -> torch.Tensor:

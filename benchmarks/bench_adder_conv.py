@@ -38,7 +38,7 @@ with warnings.catch_warnings():
     from addersr_plugin.ops import extension_status
     from addersr_plugin.ops._extension import cpu_has_avx512
     from adder_conv_measure import (CASES, IMPLS, MODES, Problem, measure_in_fork, measure_once,
-                                    float_kernel_accuracy, time_interleaved, with_float_kernel)
+                                    float_kernel_accuracy, parse_cases, time_interleaved, with_float_kernel)
 FLOAT_KERNELS = ("avx512", "avx2")
 
 # The targets for the EDSR layer on the 2-core CPU.
@@ -225,10 +225,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="write the JSON to a new file DIR/bench_adder_conv_<date>_<time>.json (never overwrites)")
     p.add_argument("--markdown", action="store_true", help="print a table for docs/benchmarks.md")
     args = p.parse_args(argv)
-    names = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in names if c not in CASES]
-    if unknown or not names:
-        p.error(f"--cases: unknown case(s) {unknown or '(none given)'}; choose from {', '.join(CASES)}")
+    names = parse_cases(p, args.cases, CASES)
     args.cases = names
     if args.repeat < 1:
         p.error("--repeat must be at least 1")

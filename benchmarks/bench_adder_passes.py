@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from adder_conv_measure import CASES, Case  # noqa: E402
+from adder_conv_measure import CASES, Case, parse_cases  # noqa: E402
 from results_io import new_json_path, write_new_json  # noqa: E402
 
 # The layer of one BasicSR training iteration of AdderEDSR 32/4 x2 (docs/benchmarks.md,
@@ -133,10 +133,7 @@ def main(argv=None) -> int:
     p.add_argument("--json-dir", type=Path, default=Path(HERE).parent / "docs" / "cpu")
     p.add_argument("--no-json", action="store_true", help="print only")
     args = p.parse_args(argv)
-    names = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in names if c not in PASS_CASES]
-    if unknown or not names:
-        p.error(f"--cases: unknown case(s) {unknown or '(none given)'}; choose from {', '.join(PASS_CASES)}")
+    names = parse_cases(p, args.cases, PASS_CASES)
     if args.repeat < 1 or args.rounds < 1:
         p.error("--repeat and --rounds must be at least 1")
     if args.threads:

@@ -98,6 +98,8 @@ VARIANTS = {
                   {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP}),
     "ours_m400": ("ours with adder_lr_mult 400 instead of 20", {**OURS_ARCH, "second_shortcut": False},
                   {"optim_g": {"adder_lr_mult": 400}, **NO_CLIP}),
+    "ours_m800": ("ours with adder_lr_mult 800 instead of 20", {**OURS_ARCH, "second_shortcut": False},
+                  {"optim_g": {"adder_lr_mult": 800}, **NO_CLIP}),
     # The shipped option files' training rule (options/adder_edsr_x4.yml: Adam lr 1e-4, adder
     # weights x20, AdderSRModel's default gradient clipping, MultiStepLR) at a CPU size and a longer
     # run than the study's: does the rule users get train stably at 16 blocks, and how far is it

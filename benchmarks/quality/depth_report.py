@@ -269,8 +269,10 @@ def findings(summ: dict) -> str:
                 if a[0] is not None and b[0] is not None:
                     lines.append(f"- {label}: `{v}` at 16 blocks {a[0] - b[0]:+.2f} dB over 4 blocks "
                                  f"({a[2]} / {b[2]} seed(s)); `edsr` {edsr_gain}")
+            adder_variants = sorted({k.split("/")[3] for k in summ if k.split("/")[3] not in CNN_VARIANTS
+                                     and not k.split("/")[3].startswith("avdsr")})
             for block in (4, 16):
-                for v in ("ours", "ours_ss"):
+                for v in adder_variants:
                     gap = get(scale, block, v, split, "vs_edsr")
                     if gap[0] is not None:
                         lines.append(f"- {label}, {block} blocks: `{v}` {gap[0]:+.2f} dB vs its EDSR twin "

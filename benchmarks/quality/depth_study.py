@@ -76,10 +76,6 @@ VARIANTS = {
                 {**OURS_ARCH, "second_shortcut": False, "zero_init_residual": True}, {**OURS_TRAIN, **NO_CLIP}),
     "ours_rs01": ("ours with res_scale 0.1", {**OURS_ARCH, "second_shortcut": False, "res_scale": 0.1},
                   {**OURS_TRAIN, **NO_CLIP}),
-    "ours_m5": ("ours with adder_lr_mult 5 instead of 20", {**OURS_ARCH, "second_shortcut": False},
-                {"optim_g": {"adder_lr_mult": 5}, **NO_CLIP}),
-    "ours_m50": ("ours with adder_lr_mult 50 instead of 20", {**OURS_ARCH, "second_shortcut": False},
-                 {"optim_g": {"adder_lr_mult": 50}, **NO_CLIP}),
     # AdderNet's input gradient clamps W − X to [−1, 1] (HardTanh): below 1 in magnitude it is
     # smaller than the true gradient's ±1, and 33 adder layers deep the attenuation compounds.
     "ours_isign": ("ours with the exact input gradient (input_grad sign) instead of AdderNet's HardTanh",
@@ -92,14 +88,6 @@ VARIANTS = {
                  {**OURS_ARCH, "second_shortcut": False}, {**OURS_TRAIN, **NO_CLIP, "DATA": {"gt_size": 96, "batch_size_per_gpu": 4}}),
     "edsr_p96": ("BasicSR's EDSR on 4 patches of 96² HR per batch (the twin of ours_p96)", {"type": "EDSR"},
                  {**NO_CLIP, "DATA": {"gt_size": 96, "batch_size_per_gpu": 4}}),
-    "ours_m100": ("ours with adder_lr_mult 100 instead of 20", {**OURS_ARCH, "second_shortcut": False},
-                  {"optim_g": {"adder_lr_mult": 100}, **NO_CLIP}),
-    "ours_m200": ("ours with adder_lr_mult 200 instead of 20", {**OURS_ARCH, "second_shortcut": False},
-                  {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP}),
-    "ours_m400": ("ours with adder_lr_mult 400 instead of 20", {**OURS_ARCH, "second_shortcut": False},
-                  {"optim_g": {"adder_lr_mult": 400}, **NO_CLIP}),
-    "ours_m800": ("ours with adder_lr_mult 800 instead of 20", {**OURS_ARCH, "second_shortcut": False},
-                  {"optim_g": {"adder_lr_mult": 800}, **NO_CLIP}),
     # The shipped option files' training rule (options/adder_edsr_x4.yml: Adam lr 1e-4, adder
     # weights x20, AdderSRModel's default gradient clipping, MultiStepLR) at a CPU size and a longer
     # run than the study's: does the rule users get train stably at 16 blocks, and how far is it
@@ -119,6 +107,10 @@ VARIANTS = {
     "avdsr_pow": ("AdderVDSR with the paper's power activation (its default)", {"type": "AdderVDSR", "power_act": True},
                   {**OURS_TRAIN, **NO_CLIP}),
 }
+# Phase 3's multiplier sweep: `ours` with the adder weights' learning rate at N× instead of 20×.
+MULTIPLIERS = (5, 50, 100, 200, 400, 800)
+VARIANTS.update({f"ours_m{m}": (f"ours with adder_lr_mult {m} instead of 20", {**OURS_ARCH, "second_shortcut": False},
+                                {"optim_g": {"adder_lr_mult": m}, **NO_CLIP}) for m in MULTIPLIERS})
 VDSR_TYPES = ("VDSR", "AdderVDSR")
 # Each adder variant's CNN twin (same scale, size, seed and training changes): VDSR for the VDSR
 # family, EDSR otherwise, except where the variant changes the training itself.

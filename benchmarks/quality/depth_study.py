@@ -111,6 +111,9 @@ VARIANTS = {
 MULTIPLIERS = (5, 50, 100, 200, 400, 800)
 VARIANTS.update({f"ours_m{m}": (f"ours with adder_lr_mult {m} instead of 20", {**OURS_ARCH, "second_shortcut": False},
                                 {"optim_g": {"adder_lr_mult": m}, **NO_CLIP}) for m in MULTIPLIERS})
+# AdderVDSR at the recipe's multiplier (the avdsr variants above keep the first study's 20x).
+VARIANTS.update({f"{v}_m200": (f"{VARIANTS[v][0]}, adder_lr_mult 200 instead of 20", VARIANTS[v][1],
+                               {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP}) for v in ("avdsr", "avdsr_pow")})
 VDSR_TYPES = ("VDSR", "AdderVDSR")
 # Each adder variant's CNN twin (same scale, size, seed and training changes): VDSR for the VDSR
 # family, EDSR otherwise, except where the variant changes the training itself.

@@ -36,15 +36,17 @@ at::Tensor adder_conv2d_amp_cpu(const at::Tensor& input, const at::Tensor& weigh
                       dilation, groups, weight_grad, input_grad);
 }
 
-// One backward of the amp op: checks under the amp op's name, then the float32 backward `name` on
-// the rounded operands; the result in the dtype of the operand it is the gradient of.
-at::Tensor amp_backward(const char* op, const char* name, const at::Tensor& grad_output, const at::Tensor& input,
+// One backward of the amp op: checks under the amp op's name, then the float32 backward `backward`
+// on the rounded operands; the result in the dtype of the operand it is the gradient of. Each
+// caller looks its handle up once (a `static`): a dispatcher lookup is a hash-table search.
+at::Tensor amp_backward(const char* op, const c10::TypedOperatorHandle<Backward>& backward,
+                        const at::Tensor& grad_output, const at::Tensor& input,
                         const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
                         at::IntArrayRef dilation, int64_t groups, c10::string_view mode,
                         at::ScalarType compute_dtype, at::ScalarType result_dtype) {
   const Geometry g = amp_geometry(op, input, weight, stride, padding, dilation, groups, compute_dtype);
   check_amp_grad_output(op, grad_output, input, g);
-  return float_op<Backward>(name)
+  return backward
       .call(grad_output, amp_operand(input, compute_dtype), amp_operand(weight, compute_dtype), stride, padding,
             dilation, groups, mode)
       .to(result_dtype);
@@ -54,7 +56,8 @@ at::Tensor adder_conv2d_amp_grad_input_cpu(const at::Tensor& grad_output, const 
                                            const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
                                            at::IntArrayRef dilation, int64_t groups, c10::string_view mode,
                                            at::ScalarType compute_dtype) {
-  return amp_backward("adder_conv2d_amp_grad_input", "addersr::adder_conv2d_grad_input", grad_output, input, weight,
+  static const auto backward = float_op<Backward>("addersr::adder_conv2d_grad_input");
+  return amp_backward("adder_conv2d_amp_grad_input", backward, grad_output, input, weight,
                       stride, padding, dilation, groups, mode, compute_dtype, input.scalar_type());
 }
 
@@ -62,7 +65,8 @@ at::Tensor adder_conv2d_amp_grad_weight_cpu(const at::Tensor& grad_output, const
                                             const at::Tensor& weight, at::IntArrayRef stride,
                                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
                                             c10::string_view mode, at::ScalarType compute_dtype) {
-  return amp_backward("adder_conv2d_amp_grad_weight", "addersr::adder_conv2d_grad_weight", grad_output, input,
+  static const auto backward = float_op<Backward>("addersr::adder_conv2d_grad_weight");
+  return amp_backward("adder_conv2d_amp_grad_weight", backward, grad_output, input,
                       weight, stride, padding, dilation, groups, mode, compute_dtype, weight.scalar_type());
 }
 

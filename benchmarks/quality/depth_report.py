@@ -171,23 +171,49 @@ def _plt():
     return plt
 
 
-def plot_curves(results: dict, block: int, path: str) -> bool:
-    have = sorted(n for n, r in results.items() if r["fields"]["block"] == block and r["curve"])
+def mean_curves(results: dict, names: list[str]) -> dict:
+    """``{variant: (iterations, mean, low, high, seeds)}``: each configuration's validation curve, the
+    mean over its seeds at the iterations every seed reached, with the seeds' range."""
+    by_variant = defaultdict(list)
+    for n in names:
+        by_variant[results[n]["fields"]["variant"]].append(dict(results[n]["curve"]))
+    out = {}
+    for variant, curves in sorted(by_variant.items()):
+        its = sorted(set.intersection(*(set(c) for c in curves)))
+        if its:
+            ps = np.array([[c[i] for i in its] for c in curves])
+            out[variant] = (its, ps.mean(0), ps.min(0), ps.max(0), len(curves))
+    return out
+
+
+def plot_curves(results: dict, block: int, path: str, long_runs: bool = False) -> bool:
+    """Validation curves of the ``block``-block runs, one line per configuration (mean over seeds,
+    the seeds' range shaded), a panel per scale. ``long_runs``: the runs longer than the study's
+    schedule (the shipped rule's), which get their own figure; otherwise the others."""
+    have = sorted(n for n, r in results.items() if r["fields"]["block"] == block and r["curve"]
+                  and (r["cost"]["iters"] > study.ITERS) == long_runs)
     if not have:
         return False
     plt = _plt()
     scales = sorted({results[n]["fields"]["scale"] for n in have})
-    fig, axes = plt.subplots(1, len(scales), figsize=(6 * len(scales), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(scales), figsize=(7.5 * len(scales), 4.6), squeeze=False)
+    colours = plt.get_cmap("tab20").colors
     for ax, scale in zip(axes[0], scales):
-        for n in have:
-            if results[n]["fields"]["scale"] == scale:
-                it, ps = zip(*results[n]["curve"])
-                ax.plot(it, ps, marker="o", ms=3, label=n.replace("depth_", ""))
-        ax.set_title(f"×{scale}, {block} blocks: validation Y-PSNR during training")
+        curves = mean_curves(results, [n for n in have if results[n]["fields"]["scale"] == scale])
+        for k, (variant, (its, mean, low, high, seeds)) in enumerate(curves.items()):
+            colour = colours[k % len(colours)]
+            style = "--" if variant in CNN_VARIANTS else "-"
+            ax.plot(its, mean, style, marker="o", ms=3, color=colour, label=f"{variant} ({seeds} seed{'s' * (seeds > 1)})")
+            if seeds > 1:
+                ax.fill_between(its, low, high, color=colour, alpha=0.2)
+        finals = [m[-1] for _, m, _, _, _ in curves.values()]
+        ax.set_ylim(min(finals) - 1.0, max(finals) + 0.15)  # the end of training, not the first steps
+        what = "the shipped rule's long runs" if long_runs else f"{study.ITERS} iterations"
+        ax.set_title(f"×{scale}, 32 features, {block} blocks, {what}: validation Y-PSNR", fontsize=9)
         ax.set_xlabel("iteration")
-        ax.set_ylabel("dB")
+        ax.set_ylabel("dB (mean over seeds; range shaded)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -314,6 +340,9 @@ def report(names: list[str]) -> int:
     for block in sorted({r["fields"]["block"] for r in results.values()}):
         path = os.path.join(FIG, f"curves_{block}blocks.png")
         if plot_curves(results, block, path):
+            figures.append(os.path.relpath(path, DOCS))
+        path = os.path.join(FIG, f"curves_{block}blocks_shipped_rule.png")
+        if plot_curves(results, block, path, long_runs=True):
             figures.append(os.path.relpath(path, DOCS))
     if plot_gap_vs_depth(summ, "test", os.path.join(FIG, "gap_vs_depth.png")):
         figures.append("quality_depth/gap_vs_depth.png")

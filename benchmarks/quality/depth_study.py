@@ -111,6 +111,10 @@ VARIANTS = {
 MULTIPLIERS = (5, 50, 100, 200, 400, 800)
 VARIANTS.update({f"ours_m{m}": (f"ours with adder_lr_mult {m} instead of 20", {**OURS_ARCH, "second_shortcut": False},
                                 {"optim_g": {"adder_lr_mult": m}, **NO_CLIP}) for m in MULTIPLIERS})
+# The recipe as the shipped files run it: 200x with AdderSRModel's default guards (gradient clipping
+# "auto", the non-finite guard); the ours_m<N> runs train with clipping off, as the sweep began.
+VARIANTS["ours_m200_guard"] = ("ours_m200 with AdderSRModel's default gradient clipping (grad_clip: auto)",
+                               {**OURS_ARCH, "second_shortcut": False}, {"optim_g": {"adder_lr_mult": 200}})
 # AdderVDSR at the recipe's multiplier (the avdsr variants above keep the first study's 20x).
 VARIANTS.update({f"{v}_m200": (f"{VARIANTS[v][0]}, adder_lr_mult 200 instead of 20", VARIANTS[v][1],
                                {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP}) for v in ("avdsr", "avdsr_pow")})

@@ -40,3 +40,29 @@ def test_findings_cover_every_adder_variant(report):
 
 def test_findings_without_runs(report):
     assert report.findings({}) == "(not run yet)"
+
+
+def _run(variant, seed, curve, iters=2000):
+    return {"fields": {"scale": 4, "feat": 32, "block": 16, "variant": variant, "seed": seed},
+            "curve": curve, "cost": {"iters": iters}}
+
+
+def test_mean_curves_average_seeds_where_every_seed_reached(report):
+    results = {"a10": _run("ours_m200", 10, [(250, 28.0), (500, 29.0), (750, 29.5)]),
+               "a11": _run("ours_m200", 11, [(250, 27.0), (500, 28.0)]),  # stopped at 500
+               "e10": _run("edsr", 10, [(250, 28.5), (500, 29.2)])}
+    curves = report.mean_curves(results, list(results))
+    its, mean, low, high, seeds = curves["ours_m200"]
+    assert its == [250, 500] and seeds == 2
+    assert list(mean) == [27.5, 28.5] and list(low) == [27.0, 28.0] and list(high) == [28.0, 29.0]
+    assert curves["edsr"][4] == 1 and list(curves["edsr"][1]) == [28.5, 29.2]
+
+
+def test_long_runs_get_their_own_curves(report, tmp_path):
+    results = {"a10": _run("ours_m200", 10, [(250, 28.0), (500, 29.0)]),
+               "s10": _run("ship_m200", 10, [(500, 28.0), (6000, 29.1)], iters=6000)}
+    assert report.plot_curves(results, 16, str(tmp_path / "study.png"))
+    assert report.plot_curves(results, 16, str(tmp_path / "long.png"), long_runs=True)
+    assert not report.plot_curves(results, 4, str(tmp_path / "none.png"))
+    assert (tmp_path / "study.png").stat().st_size > 0 and (tmp_path / "long.png").stat().st_size > 0
+    assert not report.plot_curves({"a10": results["a10"]}, 16, str(tmp_path / "x.png"), long_runs=True)

@@ -31,12 +31,15 @@ class AdderVDSR(nn.Module):
         upscale (int): interpolation factor (>= 1). Default 4.
         shortcut, power_act, norm, eta, weight_grad, input_grad, adder_init, alpha_init,
         power_per_channel: as :class:`AdderEDSR`.
+        zero_init_last (bool): ``conv_last`` starts at zero (the network starts as bicubic), as
+            :class:`VDSR`'s option. Default False.
     """
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_layer: int = 20,
                  upscale: int = 4, shortcut: bool = True, power_act: bool = True, norm: Optional[str] = "bn",
                  eta: Optional[float] = 0.2, weight_grad: str = "full", input_grad: str = "hardtanh",
-                 adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False):
+                 adder_init: str = "normal", alpha_init: float = 1.0, power_per_channel: bool = False,
+                 zero_init_last: bool = False):
         super().__init__()
         check_vdsr_args("AdderVDSR", num_in_ch, num_out_ch, num_feat, num_layer, upscale)
         self.upscale = upscale
@@ -46,6 +49,9 @@ class AdderVDSR(nn.Module):
                                  power_per_channel)
         self.body = nn.Sequential(*(ShortcutAdderBlock(num_feat, act="relu", **unit) for _ in range(num_layer - 2)))
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        if zero_init_last:
+            nn.init.zeros_(self.conv_last.weight)
+            nn.init.zeros_(self.conv_last.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         up = bicubic_upsample(x, self.upscale)

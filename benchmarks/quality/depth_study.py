@@ -121,6 +121,14 @@ VARIANTS["ours_m200_guard"] = ("ours_m200 with AdderSRModel's default gradient c
 VARIANTS.update({f"vdsr_lr{tag}": (f"CNN VDSR at lr {lr:g} instead of {LR:g}", {"type": "VDSR"},
                                    {"optim_g": {"lr": lr}, "scheduler": {"eta_min": lr / 100}, **NO_CLIP})
                  for tag, lr in (("5e4", 5e-4), ("2e4", 2e-4))})
+# ... and at 2e-4 too (stopped at 800 iterations, still at bicubic): the lr is not the cause. With He
+# init the last layer's output starts as noise of about half the image's range, and Adam removes it
+# by silencing the ReLUs; `zl` variants start the last convolution at zero (VDSR's zero_init_last).
+VARIANTS["vdsr_zl"] = ("CNN VDSR with its last convolution starting at zero (zero_init_last)",
+                       {"type": "VDSR", "zero_init_last": True}, NO_CLIP)
+VARIANTS["avdsr_zl_m200"] = ("AdderVDSR without the power activation, conv_last starting at zero, adder_lr_mult 200",
+                             {"type": "AdderVDSR", "power_act": False, "zero_init_last": True},
+                             {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP})
 # AdderVDSR at the recipe's multiplier (the avdsr variants above keep the first study's 20x).
 VARIANTS.update({f"{v}_m200": (f"{VARIANTS[v][0]}, adder_lr_mult 200 instead of 20", VARIANTS[v][1],
                                {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP}) for v in ("avdsr", "avdsr_pow")})

@@ -304,3 +304,22 @@ def test_zero_init_residual_makes_every_block_the_identity_at_init():
     for bad in (dict(second_shortcut=True), dict(power_act=True), dict(norm=None)):
         with pytest.raises(ValueError, match="zero_init_residual needs the second unit to end in BatchNorm"):
             AdderEDSR(3, 3, num_feat=8, num_block=2, upscale=2, zero_init_residual=True, **bad)
+
+
+@pytest.mark.parametrize("arch", [VDSR, AdderVDSR])
+def test_vdsr_zero_init_last_starts_as_bicubic_and_still_trains(arch):
+    from addersr_plugin.nn import bicubic_upsample
+
+    torch.manual_seed(0)
+    net = arch(upscale=2, zero_init_last=True, **TINY_VDSR)
+    x, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    assert torch.equal(net(x), bicubic_upsample(x, 2))
+    assert arch(upscale=2, **TINY_VDSR)(x).sub(bicubic_upsample(x, 2)).abs().mean() > 1e-3  # default: He init
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(2):  # step 1 moves the last layer off zero; step 2 reaches the first layer
+        opt.zero_grad()
+        (net(x) - target).abs().mean().backward()
+        opt.step()
+    first = net.body[0] if arch is VDSR else net.conv_first
+    assert first.weight.grad.abs().sum() > 0
+    assert not torch.equal(net(x), bicubic_upsample(x, 2))

@@ -25,10 +25,10 @@ class VDSR(nn.Module):
         num_layer (int): total conv layers (>= 2). Default 20.
         upscale (int): interpolation factor (>= 1). Default 4.
         zero_init_last (bool): the last convolution starts at zero, so the network starts as
-            bicubic interpolation. With He init its output starts as noise of about half the
-            image's range (measured 0.43 mean |residual| at 16 features, 20 layers), and Adam
-            removes it fastest by silencing the ReLUs layer by layer: in the depth study a
-            16-feature 20-layer VDSR died that way at lr 2e-3 and at 5e-4 (docs/quality_depth.md).
+            bicubic interpolation instead of adding He-init noise (0.43 mean |residual| at 16
+            features, 20 layers). It does not keep a narrow VDSR alive under Adam: in the depth
+            study a 16-feature, 20-layer VDSR's last hidden ReLUs all die within the first
+            hundreds of iterations at lr 2e-3, 5e-4 and 2e-4 with either init (docs/quality_depth.md).
             Default False (the paper's init).
     """
 

@@ -124,6 +124,8 @@ VARIANTS.update({f"vdsr_lr{tag}": (f"CNN VDSR at lr {lr:g} instead of {LR:g}", {
 # ... and at 2e-4 too (stopped at 800 iterations, still at bicubic): the lr is not the cause. With He
 # init the last layer's output starts as noise of about half the image's range, and Adam removes it
 # by silencing the ReLUs; `zl` variants start the last convolution at zero (VDSR's zero_init_last).
+# Measured: vdsr_zl stays at bicubic as well (the narrow net's last hidden ReLUs die under Adam
+# whatever the init); a working CNN twin needs more width (64, the paper's) or the paper's SGD.
 VARIANTS["vdsr_zl"] = ("CNN VDSR with its last convolution starting at zero (zero_init_last)",
                        {"type": "VDSR", "zero_init_last": True}, NO_CLIP)
 VARIANTS["avdsr_zl_m200"] = ("AdderVDSR without the power activation, conv_last starting at zero, adder_lr_mult 200",

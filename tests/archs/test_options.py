@@ -148,21 +148,23 @@ def test_depth_study_option_file_parses_and_builds(path, tmp_path, monkeypatch):
     feat, block = (int(v) for v in size.split("x"))
     assert opt["scale"] == scale == opt["network_g"]["upscale"] and opt["manual_seed"] == seed
     # VDSR-family runs name num_feat x num_layer, EDSR-family ones num_feat x num_block.
-    vdsr_family = {"vdsr": "VDSR", "avdsr": "AdderVDSR", "avdsr_pow": "AdderVDSR"}
-    depth_key = "num_layer" if variant in vdsr_family else "num_block"
+    # vdsr, vdsr_lr5e4, vdsr_zl …: CNN VDSR; avdsr, avdsr_pow_m200 …: AdderVDSR ("_pow": power activation on).
+    vdsr_type = "VDSR" if variant.startswith("vdsr") else "AdderVDSR" if variant.startswith("avdsr") else None
+    depth_key = "num_layer" if vdsr_type else "num_block"
     assert (opt["network_g"]["num_feat"], opt["network_g"][depth_key]) == (feat, block)
     train, val = opt["datasets"]["train"], opt["datasets"]["val"]
     assert train["dataroot_lq"] == f"datasets/photos_split/train_LR_bicubic_X{scale}_sub.lmdb"
     assert val["dataroot_gt"] == "datasets/photos_split/heldout/HR" and "test" not in val["dataroot_lq"]
-    if variant in vdsr_family:
-        assert opt["network_g"]["type"] == vdsr_family[variant]
-        if variant != "vdsr":
-            assert opt["network_g"]["power_act"] == variant.endswith("_pow")
+    if vdsr_type:
+        assert opt["network_g"]["type"] == vdsr_type
+        if vdsr_type == "AdderVDSR":
+            assert opt["network_g"]["power_act"] == ("_pow" in variant)
+        assert opt["network_g"].get("zero_init_last", False) == ("_zl" in variant)
     else:
         assert opt["network_g"]["type"] == ("EDSR" if variant.startswith("edsr") else "AdderEDSR")
     if variant.startswith("ours"):
         assert opt["network_g"]["second_shortcut"] == variant.startswith("ours_ss")
-    small = {"num_feat": 8, depth_key: 3 if variant in vdsr_family else 1}
+    small = {"num_feat": 8, depth_key: 3 if vdsr_type else 1}
     net = build_network(dict(opt["network_g"], **small)).eval()
     with torch.no_grad():
         out = net(torch.rand(1, 3, 5, 3))

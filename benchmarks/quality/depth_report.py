@@ -202,14 +202,18 @@ def plot_curves(results: dict, block: int, path: str, long_runs: bool = False) -
         curves = mean_curves(results, [n for n in have if results[n]["fields"]["scale"] == scale])
         for k, (variant, (its, mean, low, high, seeds)) in enumerate(curves.items()):
             colour = colours[k % len(colours)]
-            style = "--" if variant in CNN_VARIANTS else "-"
+            style = "--" if study.VARIANTS[variant][1]["type"] in ("EDSR", "VDSR") else "-"  # CNNs dashed
             ax.plot(its, mean, style, marker="o", ms=3, color=colour, label=f"{variant} ({seeds} seed{'s' * (seeds > 1)})")
             if seeds > 1:
                 ax.fill_between(its, low, high, color=colour, alpha=0.2)
         finals = [m[-1] for _, m, _, _, _ in curves.values()]
         ax.set_ylim(min(finals) - 1.0, max(finals) + 0.15)  # the end of training, not the first steps
         what = "the shipped rule's long runs" if long_runs else f"{study.ITERS} iterations"
-        ax.set_title(f"×{scale}, 32 features, {block} blocks, {what}: validation Y-PSNR", fontsize=9)
+        runs = [results[n]["fields"] for n in have if results[n]["fields"]["scale"] == scale]
+        feats = "/".join(str(f) for f in sorted({r["feat"] for r in runs}))
+        vdsr = all(study.VARIANTS[r["variant"]][1]["type"] in study.VDSR_TYPES for r in runs)
+        ax.set_title(f"×{scale}, {feats} features, {block} {'layers' if vdsr else 'blocks'}, {what}: "
+                     "validation Y-PSNR", fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_ylabel("dB (mean over seeds; range shaded)")
         ax.grid(alpha=0.3)

@@ -19,3 +19,15 @@ def load_benchmark(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_quality_script(name: str):
+    """``benchmarks/quality/<name>.py`` as module ``name``: the quality scripts import their siblings
+    (``runner``, ``depth_study``) by name, so their folder is on ``sys.path`` while it imports."""
+    import importlib
+
+    sys.path.insert(0, str(BENCH / "quality"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)

@@ -3,22 +3,14 @@ from the summary, for every adder variant (depth gain against EDSR's, gap to the
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import pytest
 
-from sr_helpers import REPO
+from bench_helpers import load_quality_script
 
 
 @pytest.fixture(scope="module")
 def report():
-    sys.path.insert(0, os.path.join(REPO, "benchmarks", "quality"))
-    try:
-        return importlib.import_module("depth_report")
-    finally:
-        sys.path.pop(0)
+    return load_quality_script("depth_report")
 
 
 def _row(psnr, gap=None, n=3):

@@ -4,7 +4,6 @@ skipped, and the validation curve and scores are read back. Subprocesses run the
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -12,18 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from sr_helpers import REPO, cli, env, make_pair_lmdbs, train_options, write_yaml
+from bench_helpers import load_quality_script
+from sr_helpers import cli, env, make_pair_lmdbs, train_options, write_yaml
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def study(tmp_path, monkeypatch):
-    sys.path.insert(0, os.path.join(REPO, "benchmarks", "quality"))
-    try:
-        run_study = importlib.import_module("run_study")
-    finally:
-        sys.path.pop(0)
+    run_study = load_quality_script("run_study")
     monkeypatch.setattr(run_study.runner, "ROOT", str(tmp_path))  # every path of the study derives from it
     for key, value in env().items():  # the training subprocesses must import this checkout
         monkeypatch.setenv(key, value)

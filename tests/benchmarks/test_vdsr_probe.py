@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import pytest
 import torch
 
-from sr_helpers import REPO
+from bench_helpers import load_quality_script
 
 
 @pytest.fixture(scope="module")
 def probe():
-    sys.path.insert(0, os.path.join(REPO, "benchmarks", "quality"))
-    try:
-        return importlib.import_module("vdsr_probe")
-    finally:
-        sys.path.pop(0)
+    return load_quality_script("vdsr_probe")
 
 
 def test_relu_stats_find_a_dead_layer(probe):

@@ -202,7 +202,7 @@ def plot_curves(results: dict, block: int, path: str, long_runs: bool = False) -
         curves = mean_curves(results, [n for n in have if results[n]["fields"]["scale"] == scale])
         for k, (variant, (its, mean, low, high, seeds)) in enumerate(curves.items()):
             colour = colours[k % len(colours)]
-            style = "--" if study.VARIANTS[variant][1]["type"] in ("EDSR", "VDSR") else "-"  # CNNs dashed
+            style = "--" if variant in CNN_VARIANTS else "-"  # CNNs dashed
             ax.plot(its, mean, style, marker="o", ms=3, color=colour, label=f"{variant} ({seeds} seed{'s' * (seeds > 1)})")
             if seeds > 1:
                 ax.fill_between(its, low, high, color=colour, alpha=0.2)

@@ -138,7 +138,8 @@ VDSR_TYPES = ("VDSR", "AdderVDSR")
 # Each adder variant's CNN twin (same scale, size, seed and training changes): VDSR for the VDSR
 # family, EDSR otherwise, except where the variant changes the training itself.
 TWIN = {"ship": "edsr_ship", "ship_m200": "edsr_ship", "ours_p96": "edsr_p96"}
-CNN_VARIANTS = ("edsr", "vdsr", *TWIN.values())
+# Every variant whose network is a CNN (EDSR, VDSR and their training variants), from its network type.
+CNN_VARIANTS = tuple(v for v, (_, net, _) in VARIANTS.items() if net["type"] in ("EDSR", "VDSR"))
 
 
 def twin_variant(variant: str) -> str:

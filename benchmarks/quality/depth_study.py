@@ -128,6 +128,14 @@ VARIANTS.update({f"vdsr_lr{tag}": (f"CNN VDSR at lr {lr:g} instead of {LR:g}", {
 # whatever the init); a working CNN twin needs more width (64, the paper's) or the paper's SGD.
 VARIANTS["vdsr_zl"] = ("CNN VDSR with its last convolution starting at zero (zero_init_last)",
                        {"type": "VDSR", "zero_init_last": True}, NO_CLIP)
+# vdsr_optim_probe.py (docs/quality_depth/vdsr_optim_probe.json): He init makes the plain net's
+# first output a residual of about the image's own range (L1 ~1 against bicubic's ~0.01), and
+# every optimizer tried removes it by killing the ReLUs (SGD as the paper, MSE, clipping, Adam
+# 1e-4). With conv_last at zero the net starts as bicubic and, at Adam 1e-4, its ReLUs stay alive.
+VARIANTS.update({f"vdsr_zl_lr{tag}": (f"CNN VDSR with zero_init_last at lr {lr:g} instead of {LR:g}",
+                                      {"type": "VDSR", "zero_init_last": True},
+                                      {"optim_g": {"lr": lr}, "scheduler": {"eta_min": lr / 100}, **NO_CLIP})
+                 for tag, lr in (("1e4", 1e-4), ("5e4", 5e-4))})
 VARIANTS["avdsr_zl_m200"] = ("AdderVDSR without the power activation, conv_last starting at zero, adder_lr_mult 200",
                              {"type": "AdderVDSR", "power_act": False, "zero_init_last": True},
                              {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP})

@@ -26,19 +26,18 @@ def _fixed_batches(n_distinct: int = 4):
     return data
 
 
-@pytest.mark.parametrize("name", ["adam_1e-4", "sgd_paper", "adam_2e-3_clip_auto"])
+@pytest.mark.parametrize("name", ["adam_1e-4", "sgd_paper", "adam_2e-3_clip_auto", "sgd_paper_mse", "adam_1e-4_zl"])
 def test_probe_traces_every_candidate_kind(probe, name):
     scored = []
     out = probe.probe(name, 50, data=_fixed_batches(), score=lambda net: scored.append(net) or {"gain": 0.0},
                       feat=8, layers=4)
     assert [t["iter"] for t in out["trace"]] == [25, 50]
     for t in out["trace"]:
-        # per-pixel L1 whatever the reduction: images in [0, 1] give a per-pixel error below 1
+        # per-pixel L1 whatever the loss and its reduction: images in [0, 1] give a per-pixel error below 1
         assert 0 < t["l1"] < 1
         assert 0 <= t["last_relu_active"] <= 1
     assert out["validation"] == {"gain": 0.0} and not scored[0].training
-    opt_type, kwargs, reduction, clip = probe.CANDIDATES[name]
-    assert (out["optimizer"], out["loss_reduction"], out["grad_clip"]) == (opt_type, reduction, clip)
+    assert {k: out[k] for k in probe.CANDIDATES[name]} == probe.CANDIDATES[name]
 
 
 def test_probe_sees_a_dead_last_relu(probe):

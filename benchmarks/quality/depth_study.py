@@ -135,7 +135,7 @@ VARIANTS["vdsr_zl"] = ("CNN VDSR with its last convolution starting at zero (zer
 VARIANTS.update({f"vdsr_zl_lr{tag}": (f"CNN VDSR with zero_init_last at lr {lr:g} instead of {LR:g}",
                                       {"type": "VDSR", "zero_init_last": True},
                                       {"optim_g": {"lr": lr}, "scheduler": {"eta_min": lr / 100}, **NO_CLIP})
-                 for tag, lr in (("1e4", 1e-4), ("5e4", 5e-4))})
+                 for tag, lr in (("1e4", 1e-4), ("2e4", 2e-4), ("5e4", 5e-4))})
 VARIANTS["avdsr_zl_m200"] = ("AdderVDSR without the power activation, conv_last starting at zero, adder_lr_mult 200",
                              {"type": "AdderVDSR", "power_act": False, "zero_init_last": True},
                              {"optim_g": {"adder_lr_mult": 200}, **NO_CLIP})

@@ -130,6 +130,11 @@ def probe(name: str, iters: int, data=batches, score=val_gain, feat: int = FEAT,
     for i, (lq, gt) in enumerate(data(iters), 1):
         out = net(lq)
         loss = loss_fn(out, gt, reduction=reduction)
+        if i == 1:  # the fresh net's error, against bicubic's on the same batch
+            from addersr_plugin.nn import bicubic_upsample
+
+            first = {"l1_fresh_net": round(float((out.detach() - gt).abs().mean()), 5),
+                     "l1_bicubic": round(float((bicubic_upsample(lq, SCALE) - gt).abs().mean()), 5)}
         optim.zero_grad(set_to_none=True)
         loss.backward()
         if clipper is not None:
@@ -145,7 +150,7 @@ def probe(name: str, iters: int, data=batches, score=val_gain, feat: int = FEAT,
             print(f"[{name}] {i}/{iters} l1 {trace[-1]['l1']:.5f} last ReLU active {trace[-1]['last_relu_active']:.3f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     net.eval()
-    return {**c, "trace": trace, "validation": score(net), "seconds": round(time.time() - t0, 1)}
+    return {**c, "first_batch": first, "trace": trace, "validation": score(net), "seconds": round(time.time() - t0, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

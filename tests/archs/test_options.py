@@ -58,8 +58,10 @@ def test_option_file_parses_and_builds(path, tmp_path, monkeypatch):
     opt, is_train = _parse(path, tmp_path, monkeypatch)
     scale = opt["scale"]
     assert scale in (2, 3, 4)
-    # the study's recipe for AdderEDSR trains with AdderSRModel (adder_lr_mult); everything else SRModel
-    recipe = opt["network_g"]["type"] == "AdderEDSR" and opt["network_g"].get("image_skip", True)
+    # the study's recipe for AdderEDSR and AdderVDSR trains with AdderSRModel (its adder_lr_mult);
+    # everything else (the CNNs, the paper-faithful AdderEDSR without image skip) with SRModel
+    net_type = opt["network_g"]["type"]
+    recipe = net_type == "AdderVDSR" or (net_type == "AdderEDSR" and opt["network_g"].get("image_skip", True))
     assert opt["model_type"] == ("AdderSRModel" if recipe and is_train else "SRModel")
     assert opt["num_gpu"] == torch.cuda.device_count()  # "auto" resolved by the parser
     assert isinstance(opt["manual_seed"], int)
@@ -88,7 +90,7 @@ def test_option_file_parses_and_builds(path, tmp_path, monkeypatch):
 
         expected = recipes.load("adder_edsr")["train"]["optim_g"]["adder_lr_mult"] if recipe else 1
         assert train["optim_g"].get("adder_lr_mult", 1) == expected
-        if recipe and "ablation" not in path.parts and "paper" not in path.stem:
+        if recipe and net_type == "AdderEDSR" and "ablation" not in path.parts and "paper" not in path.stem:
             # the shipped files train the study's winner: no power activation (docs/quality.md)
             assert net_opt["power_act"] is False and net_opt["dc_free_head"] is True
         assert train["pixel_opt"]["type"] == "L1Loss"

@@ -36,6 +36,10 @@ def test_probe_traces_every_candidate_kind(probe, name):
         # per-pixel L1 whatever the loss and its reduction: images in [0, 1] give a per-pixel error below 1
         assert 0 < t["l1"] < 1
         assert 0 <= t["last_relu_active"] <= 1
+    first = out["first_batch"]
+    assert first["l1_bicubic"] > 0 and first["l1_fresh_net"] > 0
+    if probe.CANDIDATES[name]["net"].get("zero_init_last"):
+        assert first["l1_fresh_net"] == pytest.approx(first["l1_bicubic"], abs=1e-4)  # starts as bicubic (+bias 0)
     assert out["validation"] == {"gain": 0.0} and not scored[0].training
     assert {k: out[k] for k in probe.CANDIDATES[name]} == probe.CANDIDATES[name]
 

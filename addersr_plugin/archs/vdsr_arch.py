@@ -26,13 +26,14 @@ class VDSR(nn.Module):
         upscale (int): interpolation factor (>= 1). Default 4.
         zero_init_last (bool): the last convolution starts at zero, so the network starts as
             bicubic interpolation. With the paper's He init the first output adds a residual
-            far larger than the one to learn (its L1 error at the first step is recorded in
-            docs/quality_depth/vdsr_optim_probe.json against bicubic's), and in the depth study every optimizer tried on a
-            16-feature, 20-layer VDSR (Adam 2e-3 with and without clipping, Adam 1e-4 with L1
-            or MSE, the paper's SGD with clipping) removed it by killing the last hidden ReLUs:
-            the net stays at bicubic. With this option it trains at Adam 1e-4 and better at
-            2e-4 (docs/quality_depth.md, benchmarks/quality/vdsr_optim_probe.py); at 5e-4 it
-            still dies. The shipped VDSR option files turn it on. Default False (the paper's init).
+            far larger than the one to learn (the first batch's L1 error against bicubic's is in
+            docs/quality_depth/vdsr_optim_probe.json), and in the depth study every optimizer
+            tried on a 16-feature, 20-layer VDSR (Adam 2e-3 with and without clipping, Adam
+            1e-4 with L1 or MSE, the paper's SGD with clipping) removed it by silencing the
+            last hidden ReLUs (all of them under Adam 2e-3 and SGD): the net stays at bicubic.
+            With this option it trains at Adam 1e-4 and better at 2e-4 (docs/quality_depth.md,
+            benchmarks/quality/vdsr_optim_probe.py); at 5e-4 it still dies. The shipped VDSR
+            option files turn it on. Default False (the paper's init).
     """
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_layer: int = 20,

@@ -328,6 +328,27 @@ def findings(summ: dict) -> str:
     return "\n".join(lines) or "(not run yet)"
 
 
+def vdsr_probe_blocks(path: str = os.path.join(FIG, "vdsr_optim_probe.json")) -> dict:
+    """The template's numbers from vdsr_optim_probe.py's JSON (what the narrow VDSR does under each
+    optimizer); absent blocks read "(not run yet)"."""
+    probe = runner.read_json(path)
+    if not probe or "candidates" not in probe:
+        return {}
+    cands = probe["candidates"]
+    out = {}
+    first = next((c["first_batch"] for c in cands.values() if "first_batch" in c and not c["net"]), None)
+    if first:
+        out["VDSR_FRESH"] = (f"per-pixel L1 error {first['l1_fresh_net']:.3f} on the first training batch, "
+                             f"against {first['l1_bicubic']:.4f} for bicubic")
+    last = {n: c["trace"][-1]["last_relu_active"] for n, c in cands.items()}
+    zl = {n: a for n, a in last.items() if cands[n]["net"].get("zero_init_last")}
+    others = [a for n, a in last.items() if n not in zl]
+    if zl and others:
+        out["VDSR_ZL_ACTIVE"] = (f"{', '.join(f'{a:.0%}' for a in zl.values())} of its last hidden units active after "
+                                 f"{probe['iters']} iterations, against {min(others):.0%}–{max(others):.0%} for the others")
+    return out
+
+
 def report(names: list[str]) -> int:
     os.makedirs(FIG, exist_ok=True)
     results = collect(names)
@@ -337,7 +358,7 @@ def report(names: list[str]) -> int:
     bic = bicubic(sorted({r["fields"]["scale"] for r in results.values()}))
     summ = summary(results, bic)
     blocks = {"TABLE:val": table(summ, bic, "val"), "TABLE:test": table(summ, bic, "test"),
-              "FINDINGS": findings(summ)}
+              "FINDINGS": findings(summ), **vdsr_probe_blocks()}
     for scale in sorted(bic):
         blocks[f"PHOTOS:test:{scale}"] = photo_table(results, bic, "test", scale)
     figures = []

@@ -58,3 +58,19 @@ def test_long_runs_get_their_own_curves(report, tmp_path):
     assert not report.plot_curves(results, 4, str(tmp_path / "none.png"))
     assert (tmp_path / "study.png").stat().st_size > 0 and (tmp_path / "long.png").stat().st_size > 0
     assert not report.plot_curves({"a10": results["a10"]}, 16, str(tmp_path / "x.png"), long_runs=True)
+
+
+def test_vdsr_probe_numbers_come_from_the_probe_json(report, tmp_path):
+    import json
+
+    def cand(active, **net):
+        return {"net": net, "first_batch": {"l1_fresh_net": 0.9 if not net else 0.0123, "l1_bicubic": 0.0123},
+                "trace": [{"iter": 25, "last_relu_active": 0.5}, {"iter": 300, "last_relu_active": active}]}
+
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps({"iters": 300, "candidates": {
+        "adam_2e-3": cand(0.0), "sgd_paper": cand(0.1), "adam_1e-4_zl": cand(0.437, zero_init_last=True)}}))
+    blocks = report.vdsr_probe_blocks(str(path))
+    assert blocks["VDSR_FRESH"] == "per-pixel L1 error 0.900 on the first training batch, against 0.0123 for bicubic"
+    assert blocks["VDSR_ZL_ACTIVE"] == "44% of its last hidden units active after 300 iterations, against 0%–10% for the others"
+    assert report.vdsr_probe_blocks(str(tmp_path / "absent.json")) == {}

@@ -30,7 +30,7 @@ class VDSR(nn.Module):
             docs/quality_depth/vdsr_optim_probe.json), and in the depth study every optimizer
             tried on a 16-feature, 20-layer VDSR (Adam 2e-3 with and without clipping, Adam
             1e-4 with L1 or MSE, the paper's SGD with clipping) removed it by silencing the
-            last hidden ReLUs (all of them under Adam 2e-3 and SGD): the net stays at bicubic.
+            last hidden ReLUs (all but 0.01 % under Adam 2e-3 and SGD): the net stays at bicubic.
             With this option it trains at Adam 1e-4 and better at 2e-4 (docs/quality_depth.md,
             benchmarks/quality/vdsr_optim_probe.py); at 5e-4 it still dies. The shipped VDSR
             option files turn it on. Default False (the paper's init).

@@ -145,7 +145,14 @@ VARIANTS.update({f"{v}_m200": (f"{VARIANTS[v][0]}, adder_lr_mult 200 instead of 
 VDSR_TYPES = ("VDSR", "AdderVDSR")
 # Each adder variant's CNN twin (same scale, size, seed and training changes): VDSR for the VDSR
 # family, EDSR otherwise, except where the variant changes the training itself.
-TWIN = {"ship": "edsr_ship", "ship_m200": "edsr_ship", "ours_p96": "edsr_p96"}
+# AdderVDSR under the shipped AdderVDSR files' rule (issue 14 item 5: trained past the 4000
+# iterations where a 64/16 run once collapsed), against VDSR zl under the VDSR files' rule.
+VARIANTS["avdsr_pow_ship_m200"] = ("AdderVDSR (power activation on) under the shipped option files' rule, "
+                                   "adder_lr_mult 200, long run", {"type": "AdderVDSR", "power_act": True},
+                                   {**SHIP_TRAIN, "optim_g": {**SHIP_TRAIN["optim_g"], "adder_lr_mult": 200}})
+VARIANTS["vdsr_zl_ship"] = ("CNN VDSR with zero_init_last under the shipped option files' rule, long run",
+                            {"type": "VDSR", "zero_init_last": True}, SHIP_TRAIN)
+TWIN = {"ship": "edsr_ship", "ship_m200": "edsr_ship", "ours_p96": "edsr_p96", "avdsr_pow_ship_m200": "vdsr_zl_ship"}
 # Every variant whose network is a CNN (EDSR, VDSR and their training variants), from its network type.
 CNN_VARIANTS = tuple(v for v, (_, net, _) in VARIANTS.items() if net["type"] in ("EDSR", "VDSR"))
 

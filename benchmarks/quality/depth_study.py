@@ -124,14 +124,14 @@ VARIANTS.update({f"vdsr_lr{tag}": (f"CNN VDSR at lr {lr:g} instead of {LR:g}", {
 # ... and at 2e-4 too (stopped at 800 iterations, still at bicubic): the lr is not the cause. With He
 # init the last layer's output starts as noise of about half the image's range, and Adam removes it
 # by silencing the ReLUs; `zl` variants start the last convolution at zero (VDSR's zero_init_last).
-# Measured: vdsr_zl stays at bicubic as well (the narrow net's last hidden ReLUs die under Adam
-# whatever the init); a working CNN twin needs more width (64, the paper's) or the paper's SGD.
+# Measured: vdsr_zl stays at bicubic as well at 2e-3 (its last hidden ReLUs die too).
 VARIANTS["vdsr_zl"] = ("CNN VDSR with its last convolution starting at zero (zero_init_last)",
                        {"type": "VDSR", "zero_init_last": True}, NO_CLIP)
-# vdsr_optim_probe.py (docs/quality_depth/vdsr_optim_probe.json): He init makes the plain net's
-# first output a residual of about the image's own range (L1 ~1 against bicubic's ~0.01), and
-# every optimizer tried removes it by killing the ReLUs (SGD as the paper, MSE, clipping, Adam
-# 1e-4). With conv_last at zero the net starts as bicubic and, at Adam 1e-4, its ReLUs stay alive.
+# vdsr_optim_probe.py (docs/quality_depth/vdsr_optim_probe.json): with He init the fresh net's L1
+# error is about 37x bicubic's, and every optimizer tried (the paper's SGD with clipping, MSE,
+# AdderSRModel's clipping, Adam 1e-4) removes it by silencing the last hidden ReLUs. With conv_last
+# at zero the net starts as bicubic and, at Adam 1e-4, more of them stay active: these train at
+# 1e-4 and 2e-4 (the twin, VDSR_TWIN below) and die at 5e-4.
 VARIANTS.update({f"vdsr_zl_lr{tag}": (f"CNN VDSR with zero_init_last at lr {lr:g} instead of {LR:g}",
                                       {"type": "VDSR", "zero_init_last": True},
                                       {"optim_g": {"lr": lr}, "scheduler": {"eta_min": lr / 100}, **NO_CLIP})

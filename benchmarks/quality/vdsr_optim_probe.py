@@ -38,6 +38,7 @@ sys.path.insert(0, HERE)
 import depth_study as study  # noqa: E402
 import runner  # noqa: E402
 from depth_report import NOT_PHOTOS, pairs_of  # noqa: E402
+from vdsr_probe import relu_stats  # noqa: E402
 
 OUT = os.path.join(runner.ROOT, "docs", "quality_depth", "vdsr_optim_probe.json")
 SCALE, FEAT, LAYERS, SEED = 2, 16, 20, 10
@@ -88,11 +89,8 @@ def batches(iters: int):
 
 
 def last_relu_active(net, lq) -> float:
-    from addersr_plugin.nn import bicubic_upsample
-
-    with torch.inference_mode():
-        h = net.body[:-1](bicubic_upsample(lq, net.upscale))
-    return round(float((h > 0).float().mean()), 4)
+    """The last hidden ReLU's share of active units (vdsr_probe.py's statistic)."""
+    return relu_stats(net, lq)[-1]["active"]
 
 
 def val_gain(net) -> dict:
@@ -115,6 +113,7 @@ def probe(name: str, iters: int, data=batches, score=val_gain, feat: int = FEAT,
     trace, and ``score(net)`` of the final model."""
     from addersr_plugin.archs import VDSR
     from addersr_plugin.models.stability import GradClipper
+    from addersr_plugin.nn import bicubic_upsample
 
     c = CANDIDATES[name]
     kwargs, reduction, clip = c["kwargs"], c["reduction"], c["grad_clip"]
@@ -131,10 +130,10 @@ def probe(name: str, iters: int, data=batches, score=val_gain, feat: int = FEAT,
     for i, (lq, gt) in enumerate(data(iters), 1):
         out = net(lq)
         loss = loss_fn(out, gt, reduction=reduction)
+        # the per-pixel L1 whatever the loss, so that the candidates read alike
+        l1 = float((out.detach() - gt).abs().mean())
         if i == 1:  # the fresh net's error, against bicubic's on the same batch
-            from addersr_plugin.nn import bicubic_upsample
-
-            first = {"l1_fresh_net": round(float((out.detach() - gt).abs().mean()), 5),
+            first = {"l1_fresh_net": round(l1, 5),
                      "l1_bicubic": round(float((bicubic_upsample(lq, SCALE) - gt).abs().mean()), 5)}
         optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,8 +141,7 @@ def probe(name: str, iters: int, data=batches, score=val_gain, feat: int = FEAT,
             clipper.clip([p for p in net.parameters() if p.grad is not None])
         optim.step()
         sched.step()
-        # the per-pixel L1 whatever the loss, so that the candidates read alike
-        window.append(float((out.detach() - gt).abs().mean()))
+        window.append(l1)
         if i % LOG_EVERY == 0 or i == iters:
             trace.append({"iter": i, "l1": round(float(np.mean(window)), 5),
                           "last_relu_active": last_relu_active(net, lq)})

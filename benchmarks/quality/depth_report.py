@@ -371,9 +371,10 @@ def report(names: list[str]) -> int:
             figures.append(os.path.relpath(path, DOCS))
     if plot_gap_vs_depth(summ, "test", os.path.join(FIG, "gap_vs_depth.png")):
         figures.append("quality_depth/gap_vs_depth.png")
-    crops = [c for scale in sorted(bic) for c in comparison_pngs(results, scale, 16)]
+    # EDSR's family at 16 blocks, VDSR's at its 20 layers.
+    crops = [c for scale in sorted(bic) for block in (16, 20) for c in comparison_pngs(results, scale, block)]
     blocks["FIGURES"] = "\n".join(f"![{f}]({f})" for f in figures)
-    blocks["CROPS"] = "\n".join(f"![{c}]({c})" for c in crops) or "(no 16-block run finished yet)"
+    blocks["CROPS"] = "\n".join(f"![{c}]({c})" for c in crops) or "(no 16-block or 20-layer run finished yet)"
     total = sum(r["cost"]["seconds"] for r in results.values()) / 3600
     blocks["COST"] = (f"{len(results)} runs finished, {total:.1f} h of training in all on the 2-core CPU "
                       f"(two runs at a time, one thread each).")

@@ -328,6 +328,31 @@ def findings(summ: dict) -> str:
     return "\n".join(lines) or "(not run yet)"
 
 
+# AdderVDSR (power activation on, adder weights 200x) under each training rule the study ran it
+# with, and what the rule is; its CNN twin under the same rule is the study's TWIN/VDSR_TWIN.
+VDSR_RULES = (
+    ("avdsr_pow_m200", "the study's: Adam 2e-3, cosine to 2e-5, 2000 iterations, clipping off"),
+    ("avdsr_pow_long_m200", "the study's over 4500 iterations, default guards on"),
+    ("avdsr_pow_ship_m200", "the AdderVDSR files' before: Adam 1e-4, halved at 2/3, 6000 iterations, default guards on"),
+)
+
+
+def vdsr_rules(summ: dict, scale: int = 2, size: str = "16/20") -> str:
+    """A table of AdderVDSR against its CNN twin under each rule of :data:`VDSR_RULES` that ran."""
+    head = ["rule", "AdderVDSR val", "AdderVDSR test", "CNN twin", "twin val", "twin test", "test gap",
+            "largest drop (val)"]
+    rows = []
+    for variant, rule in VDSR_RULES:
+        row = summ.get(f"{scale}/{size}/{variant}")
+        twin_row = summ.get(f"{scale}/{size}/{study.twin_variant(variant)}")
+        if not row or not twin_row:
+            continue
+        rows.append([f"`{variant}`: {rule}", fmt(*row["val"]["psnr"]), fmt(*row["test"]["psnr"]),
+                     f"`{study.twin_variant(variant)}`", fmt(*twin_row["val"]["psnr"]), fmt(*twin_row["test"]["psnr"]),
+                     fmt(*row["test"]["vs_edsr"], sign=True), f"{row['collapse_db']:.2f}"])
+    return fmt_table(rows, head) if rows else "(not run yet)"
+
+
 def vdsr_probe_blocks(path: str = os.path.join(FIG, "vdsr_optim_probe.json")) -> dict:
     """The template's numbers from vdsr_optim_probe.py's JSON (what the narrow VDSR does under each
     optimizer); absent blocks read "(not run yet)"."""
@@ -358,7 +383,7 @@ def report(names: list[str]) -> int:
     bic = bicubic(sorted({r["fields"]["scale"] for r in results.values()}))
     summ = summary(results, bic)
     blocks = {"TABLE:val": table(summ, bic, "val"), "TABLE:test": table(summ, bic, "test"),
-              "FINDINGS": findings(summ), **vdsr_probe_blocks()}
+              "FINDINGS": findings(summ), "VDSR_RULES": vdsr_rules(summ), **vdsr_probe_blocks()}
     for scale in sorted(bic):
         blocks[f"PHOTOS:test:{scale}"] = photo_table(results, bic, "test", scale)
     figures = []

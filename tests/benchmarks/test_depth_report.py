@@ -74,3 +74,16 @@ def test_vdsr_probe_numbers_come_from_the_probe_json(report, tmp_path):
     assert blocks["VDSR_FRESH"] == "per-pixel L1 error 0.900 on the first training batch, against 0.0123 for bicubic"
     assert blocks["VDSR_ZL_ACTIVE"] == "44% of its last hidden units active after 300 iterations, against 0%–10% for the others"
     assert report.vdsr_probe_blocks(str(tmp_path / "absent.json")) == {}
+
+
+def test_vdsr_rules_pair_each_rule_with_its_twin(report):
+    summ = {"2/16/20/avdsr_pow_m200": _row(33.39, -0.26), "2/16/20/vdsr_zl_lr2e4": _row(33.84),
+            "2/16/20/avdsr_pow_ship_m200": _row(33.00, -1.10, 1), "2/16/20/vdsr_zl_ship": _row(34.19, n=1)}
+    text = report.vdsr_rules(summ)
+    lines = text.splitlines()
+    study_rule = next(line for line in lines if line.startswith("| `avdsr_pow_m200`"))
+    assert "| 33.39 ± 0.01 (3) |" in study_rule and "`vdsr_zl_lr2e4`" in study_rule and "-0.26 ± 0.05 (3)" in study_rule
+    ship = next(line for line in lines if line.startswith("| `avdsr_pow_ship_m200`"))
+    assert "`vdsr_zl_ship`" in ship and "| 34.19 ± 0.01 (1) |" in ship and "-1.10 ± 0.05 (1)" in ship
+    assert "avdsr_pow_long_m200" not in text  # not run: no row
+    assert report.vdsr_rules({"2/16/20/avdsr_pow_m200": _row(33.39, -0.26)}) == "(not run yet)"  # no twin

@@ -1,9 +1,10 @@
 """Training recipes: the keys of a BasicSR option file that make an architecture train well.
 
 A recipe is a small YAML file in this folder (installed with the package): ``adder_edsr`` (the
-quality studies' recommendation) and ``adder_edsr_paper`` (the paper's AdderEDSR). It holds only
+quality studies' recommendation), ``adder_edsr_paper`` (the paper's AdderEDSR) and ``adder_vdsr``
+(AdderVDSR as the depth study measured it, its learning-rate rule included). It holds only
 what the recipe decides (``model_type``, ``network_g`` options, ``train`` options); sizes, data
-and schedules stay in each option file. :func:`apply` merges a recipe into an option dict.
+and run lengths stay in each option file. :func:`apply` merges a recipe into an option dict.
 """
 
 from __future__ import annotations

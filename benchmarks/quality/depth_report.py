@@ -208,7 +208,7 @@ def plot_curves(results: dict, block: int, path: str, long_runs: bool = False) -
                 ax.fill_between(its, low, high, color=colour, alpha=0.2)
         finals = [m[-1] for _, m, _, _, _ in curves.values()]
         ax.set_ylim(min(finals) - 1.0, max(finals) + 0.15)  # the end of training, not the first steps
-        what = "the shipped rule's long runs" if long_runs else f"{study.ITERS} iterations"
+        what = f"runs longer than {study.ITERS} iterations" if long_runs else f"{study.ITERS} iterations"
         runs = [results[n]["fields"] for n in have if results[n]["fields"]["scale"] == scale]
         feats = "/".join(str(f) for f in sorted({r["feat"] for r in runs}))
         vdsr = all(study.VARIANTS[r["variant"]][1]["type"] in study.VDSR_TYPES for r in runs)

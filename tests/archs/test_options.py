@@ -88,13 +88,20 @@ def test_option_file_parses_and_builds(path, tmp_path, monkeypatch):
         assert train["optim_g"]["type"] == "Adam"
         from addersr_plugin import recipes
 
-        expected = recipes.load("adder_edsr")["train"]["optim_g"]["adder_lr_mult"] if recipe else 1
+        recipe_name = "adder_vdsr" if net_type == "AdderVDSR" else "adder_edsr"
+        expected = recipes.load(recipe_name)["train"]["optim_g"]["adder_lr_mult"] if recipe else 1
         assert train["optim_g"].get("adder_lr_mult", 1) == expected
         if recipe and net_type == "AdderEDSR" and "ablation" not in path.parts and "paper" not in path.stem:
             # the shipped files train the study's winner: no power activation (docs/quality.md)
             assert net_opt["power_act"] is False and net_opt["dc_free_head"] is True
         assert train["pixel_opt"]["type"] == "L1Loss"
-        assert train["scheduler"]["type"] == "MultiStepLR"
+        if net_type == "AdderVDSR":
+            # its own rule (recipes/adder_vdsr.yml): Adam 2e-3, one cosine period over the whole run
+            assert train["scheduler"]["type"] == "CosineAnnealingRestartLR"
+            assert train["scheduler"]["periods"] == [train["total_iter"]]
+        else:
+            assert train["scheduler"]["type"] == "MultiStepLR"
+            assert train["optim_g"]["lr"] == 1e-4
         if net_opt["type"] in BN_ARCHS:
             # basicsr's EMA skips buffers: BN running stats of net_g_ema would never update.
             assert train.get("ema_decay", 0) == 0

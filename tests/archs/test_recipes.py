@@ -9,12 +9,13 @@ import yaml
 
 import addersr_plugin  # noqa: F401
 from addersr_plugin import recipes
-from addersr_plugin.archs import AdderEDSR
+from addersr_plugin.archs import AdderEDSR, AdderVDSR
 from addersr_plugin.cli.demo import RECIPES, model_options
 
 OPTIONS = Path(__file__).resolve().parents[2] / "options"
 # shipped AdderEDSR training files (the studies' files are experiment records, tested elsewhere)
-SHIPPED = sorted([OPTIONS / "adder_edsr_x4.yml", *(OPTIONS / "train" / "AdderEDSR").glob("*.yml")])
+SHIPPED = sorted([OPTIONS / "adder_edsr_x4.yml", *(OPTIONS / "train" / "AdderEDSR").glob("*.yml"),
+                  *(OPTIONS / "train" / "AdderVDSR").glob("*.yml")])
 
 
 def _subset(small: dict, big: dict, where: str) -> None:
@@ -27,22 +28,23 @@ def _subset(small: dict, big: dict, where: str) -> None:
 
 
 def test_recipes_are_the_known_ones():
-    assert recipes.names() == ["adder_edsr", "adder_edsr_paper"]
-    with pytest.raises(recipes.RecipeError, match="unknown recipe 'nope'; known: adder_edsr, adder_edsr_paper"):
+    assert recipes.names() == ["adder_edsr", "adder_edsr_paper", "adder_vdsr"]
+    with pytest.raises(recipes.RecipeError, match="unknown recipe 'nope'; known: adder_edsr, adder_edsr_paper, adder_vdsr"):
         recipes.load("nope")
 
 
-def test_adder_edsr_defaults_are_the_recipe():
-    defaults = {k: p.default for k, p in inspect.signature(AdderEDSR.__init__).parameters.items()}
-    for key, value in recipes.network_options("adder_edsr").items():
-        assert defaults[key] == value, f"AdderEDSR's default {key}={defaults[key]!r}, the recipe says {value!r}"
+@pytest.mark.parametrize("arch, name", [(AdderEDSR, "adder_edsr"), (AdderVDSR, "adder_vdsr")])
+def test_arch_defaults_are_the_recipe(arch, name):
+    defaults = {k: p.default for k, p in inspect.signature(arch.__init__).parameters.items()}
+    for key, value in recipes.network_options(name).items():
+        assert defaults[key] == value, f"{arch.__name__}'s default {key}={defaults[key]!r}, the recipe says {value!r}"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_option_files_follow_a_recipe(path):
     opt = yaml.safe_load(path.read_text())
-    recipe = recipes.load("adder_edsr_paper" if "paper" in path.stem else "adder_edsr")
-    _subset(recipe, opt, path.name)
+    name = "adder_vdsr" if "AdderVDSR" in path.stem else "adder_edsr_paper" if "paper" in path.stem else "adder_edsr"
+    _subset(recipes.load(name), opt, path.name)
 
 
 def test_demo_options_follow_the_recipe():

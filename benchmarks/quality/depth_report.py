@@ -343,12 +343,12 @@ def vdsr_rules(summ: dict, scale: int = 2, size: str = "16/20") -> str:
             "largest drop (val)"]
     rows = []
     for variant, rule in VDSR_RULES:
-        row = summ.get(f"{scale}/{size}/{variant}")
-        twin_row = summ.get(f"{scale}/{size}/{study.twin_variant(variant)}")
+        twin = study.twin_variant(variant)
+        row, twin_row = summ.get(f"{scale}/{size}/{variant}"), summ.get(f"{scale}/{size}/{twin}")
         if not row or not twin_row:
             continue
         rows.append([f"`{variant}`: {rule}", fmt(*row["val"]["psnr"]), fmt(*row["test"]["psnr"]),
-                     f"`{study.twin_variant(variant)}`", fmt(*twin_row["val"]["psnr"]), fmt(*twin_row["test"]["psnr"]),
+                     f"`{twin}`", fmt(*twin_row["val"]["psnr"]), fmt(*twin_row["test"]["psnr"]),
                      fmt(*row["test"]["vs_edsr"], sign=True), f"{row['collapse_db']:.2f}"])
     return fmt_table(rows, head) if rows else "(not run yet)"
 

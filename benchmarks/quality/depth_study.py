@@ -152,11 +152,11 @@ VARIANTS["avdsr_pow_ship_m200"] = ("AdderVDSR (power activation on) under the sh
                                    {**SHIP_TRAIN, "optim_g": {**SHIP_TRAIN["optim_g"], "adder_lr_mult": 200}})
 VARIANTS["vdsr_zl_ship"] = ("CNN VDSR with zero_init_last under the shipped option files' rule, long run",
                             {"type": "VDSR", "zero_init_last": True}, SHIP_TRAIN)
-# Measured: under that rule AdderVDSR is still ~1 dB behind its twin at 2800 iterations (validation
-# 32.7-32.9 against 33.9), where the study's rule (lr 2e-3, cosine) gave 33.39 at 2000: its adder
-# weights train at 2e-2 there against 0.4. So the study's rule itself, run past the 4000 iterations
+# Measured: under that rule AdderVDSR ended far behind its twin (its adder weights train at 2e-2
+# there against the study rule's 0.4). So the study's rule itself, run past the 4000 iterations
 # where 64/16 once collapsed and with AdderSRModel's default guards on (as the shipped files run):
-# the candidate rule for the shipped AdderVDSR files. Its twin is VDSR's (lr 2e-4) run as long.
+# it ended ahead of its twin (VDSR at lr 2e-4 run as long) and became the AdderVDSR files' rule
+# (addersr_plugin/recipes/adder_vdsr.yml; the numbers are in docs/quality_depth.md).
 LONG_ITERS = 4500
 VARIANTS["avdsr_pow_long_m200"] = ("AdderVDSR (power activation on) under the study's rule (lr 2e-3, cosine, "
                                    f"adder_lr_mult 200) run {LONG_ITERS} iterations, default guards",
